@@ -1,0 +1,129 @@
+"""The transcription job's configuration: `conf/transcribe.yaml` plus `key=value` overrides, as NeMo scripts take.
+
+Parsed into a typed dataclass (OmegaConf structured config, so an unknown key or a wrong type is an error), then
+checked against the data and the checkpoint before any work starts. Every failure here is a `ConfigError` with one
+clear message; the job prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from connectors.storage import expand, filesystem
+from pipeline.models.base import ModelCard
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "transcribe.yaml"
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class TranscribeConfig:
+    # What to transcribe and where to write it.
+    model_path: str = "nvidia/nemotron-3.5-asr-streaming-0.6b"
+    dataset_manifest: Optional[str] = None
+    audio_dir: Optional[str] = None
+    output_path: str = MISSING
+    # How the model runs.
+    model_adapter: str = "nemotron_rnnt"
+    target_lang: str = "auto"
+    att_context_size: Optional[list[int]] = None
+    strip_lang_tags: bool = True
+    batch_size: int = 16
+    # Compute.
+    device: str = "auto"
+    dtype: str = "float32"
+    gpus_per_actor: float = 1.0
+    cpus_per_actor: float = 1.0
+    min_actors: int = 1
+    max_actors: Optional[int] = None
+    decode_cpus: float = 1.0
+    rows_per_block: int = 16
+    # Inputs that are too big become error rows.
+    max_duration: float = 600.0
+    max_file_mb: float = 2048.0
+    # Output.
+    rows_per_file: int = 10_000
+    ray_address: Optional[str] = None
+
+
+def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) -> TranscribeConfig:
+    """Defaults <- YAML file <- `key=value` overrides, type-checked."""
+    try:
+        schema = OmegaConf.structured(TranscribeConfig)
+        merged = OmegaConf.merge(schema, OmegaConf.load(config_file), OmegaConf.from_dotlist(overrides))
+        cfg: TranscribeConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as error:
+        message = str(error).split("\n")[0]
+        key = getattr(error, "full_key", None)
+        if "Key" in type(error).__name__ or "not in struct" in message:
+            known = ", ".join(TranscribeConfig.__dataclass_fields__)
+            raise ConfigError(f"unknown configuration key {key!r}. Known keys: {known}") from None
+        if "MISSING" in type(error).__name__ or "Missing mandatory value" in message:
+            raise ConfigError(f"{key} is required (e.g. {key}=/data/out)") from None
+        raise ConfigError(f"bad value for {key}: {message}") from None
+    check_settings(cfg)
+    return cfg
+
+
+def check_settings(cfg: TranscribeConfig) -> None:
+    """Checks that need neither the data nor the checkpoint."""
+    if bool(cfg.dataset_manifest) == bool(cfg.audio_dir):
+        raise ConfigError("set exactly one of dataset_manifest (JSON-lines manifests) or audio_dir (a folder)")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    if cfg.att_context_size is not None and len(cfg.att_context_size) != 2:
+        raise ConfigError(f"att_context_size is [left, right], e.g. [56,13]; got {cfg.att_context_size}")
+    if cfg.min_actors < 1 or (cfg.max_actors is not None and cfg.max_actors < cfg.min_actors):
+        raise ConfigError(f"need 1 <= min_actors <= max_actors, got {cfg.min_actors}, {cfg.max_actors}")
+    if cfg.max_duration <= 0 or cfg.max_file_mb <= 0 or cfg.rows_per_block < 1 or cfg.rows_per_file < 1:
+        raise ConfigError("max_duration, max_file_mb, rows_per_block and rows_per_file must be positive")
+
+
+def check_inputs(cfg: TranscribeConfig) -> list[str]:
+    """The manifest files (or [] for audio_dir), checked to exist and be non-empty; the output folder creatable."""
+    manifests: list[str] = []
+    if cfg.dataset_manifest:
+        manifests = expand(cfg.dataset_manifest)
+        if not manifests:
+            raise ConfigError(f"dataset_manifest {cfg.dataset_manifest!r} matches no file")
+        for url in manifests:
+            fs, path = filesystem(url)
+            if not fs.size(path):
+                raise ConfigError(f"manifest {url} is empty: nothing to transcribe")
+    else:
+        fs, path = filesystem(cfg.audio_dir)
+        if not fs.isdir(path):
+            raise ConfigError(f"audio_dir {cfg.audio_dir!r} is not a folder")
+    try:
+        fs, path = filesystem(cfg.output_path)
+        fs.makedirs(path, exist_ok=True)
+    except Exception as error:  # noqa: BLE001
+        raise ConfigError(f"cannot create output_path {cfg.output_path!r}: {type(error).__name__}: {error}") from None
+    return manifests
+
+
+def check_model(cfg: TranscribeConfig, card: ModelCard) -> tuple[int, int] | None:
+    """The att_context_size to use (the most accurate by default), and target_lang checked against the checkpoint."""
+    if cfg.target_lang != "auto" and cfg.target_lang not in card.prompt_dictionary:
+        raise ConfigError(f"target_lang {cfg.target_lang!r} is not in the checkpoint's prompt dictionary; "
+                          f"use auto or one of: {', '.join(card.locales)}")
+    if cfg.att_context_size is None:
+        return card.most_accurate_att_context_size
+    wanted = (int(cfg.att_context_size[0]), int(cfg.att_context_size[1]))
+    if card.att_context_sizes and wanted not in card.att_context_sizes:
+        offered = " ".join(f"[{a},{b}]" for a, b in card.att_context_sizes)
+        raise ConfigError(f"att_context_size [{wanted[0]},{wanted[1]}] is not offered by the checkpoint: {offered}")
+    return wanted

@@ -1,0 +1,151 @@
+"""The NeMo adapter for Nemotron 3.5 ASR (`EncDecRNNTBPEModelWithPrompt`): the only module that imports NeMo.
+
+Why not `model.transcribe()`:
+- with file paths it ignores `target_lang` (see shared notes) and it cannot give each clip of a batch its own
+  language; `forward(..., prompt_indices=...)` can, so mixed-language batches cost nothing extra;
+- it builds a DataLoader per call; we already hold decoded arrays, so we pad them into one tensor ourselves.
+What we keep from `transcribe()`: eval mode, no dither, no feature padding, clips shorter than 1 s padded to 1 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.batching import plan_batches
+from pipeline.models.base import AudioItem, ModelCard, ModelOutput, ModelSettings
+
+log = logging.getLogger(__name__)
+
+MIN_CLIP_SECONDS = 1.0  # as NeMo's transcribe(): shorter clips are zero-padded to 1 s
+_DTYPES = {"float32", "bfloat16", "float16"}
+
+
+def _is_checkpoint_file(model_path: str) -> bool:
+    return model_path.endswith(".nemo")
+
+
+def _read_config(model_path: str):
+    from nemo.collections.asr.models import ASRModel
+    from nemo.utils import logging as nemo_logging
+
+    nemo_logging.setLevel(logging.WARNING)
+
+    if _is_checkpoint_file(model_path):
+        return ASRModel.restore_from(model_path, return_config=True, map_location="cpu")
+    return ASRModel.from_pretrained(model_path, return_config=True, map_location="cpu")
+
+
+def describe(model_path: str) -> ModelCard:
+    """Read a checkpoint's config (no weights): class, locales, latency settings. `model_path` is local or a name."""
+    cfg = _read_config(model_path)
+    defaults = cfg.get("model_defaults", {}) or {}
+    prompts = dict(defaults.get("prompt_dictionary", {}) or {})
+    contexts = cfg.get("encoder", {}).get("att_context_size", None) or []
+    # A cache-aware multi-lookahead encoder lists several [left, right] pairs; a plain one gives a single pair.
+    if contexts and not isinstance(contexts[0], (list, tuple)) and not hasattr(contexts[0], "__len__"):
+        contexts = [contexts]
+    return ModelCard(
+        model_path=model_path,
+        model_class=str(cfg.get("target", "")),
+        sample_rate=int(cfg.get("sample_rate", 16000)),
+        prompt_dictionary={str(k): int(v) for k, v in prompts.items()},
+        att_context_sizes=tuple((int(c[0]), int(c[1])) for c in contexts),
+    )
+
+
+class NemotronRNNT:
+    """Loads the checkpoint once; `transcribe(items)` returns one output per item, in order."""
+
+    describe = staticmethod(describe)
+
+    def __init__(self, settings: ModelSettings):
+        import torch
+        from nemo.collections.asr.models import ASRModel
+        from nemo.utils import logging as nemo_logging
+        from omegaconf import open_dict
+
+        nemo_logging.setLevel(logging.WARNING)  # NeMo's INFO lines per restore drown the job's progress
+
+        if settings.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {settings.dtype!r}")
+        self.settings = settings
+        self.device = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
+        )
+        if _is_checkpoint_file(settings.model_path):
+            model = ASRModel.restore_from(settings.model_path, map_location=self.device)
+        else:
+            model = ASRModel.from_pretrained(settings.model_path, map_location=self.device)
+        if not getattr(model, "concat", False):
+            raise ValueError(
+                f"{settings.model_path} is a {type(model).__name__} without language prompts; "
+                "this adapter needs an EncDecRNNTBPEModelWithPrompt (Nemotron 3.5 ASR)"
+            )
+        self.card = describe(settings.model_path)
+
+        if settings.att_context_size is not None:
+            wanted = list(settings.att_context_size)
+            offered = [list(c) for c in (model.encoder.att_context_size_all or [])]
+            # NeMo only warns for a value it does not offer; we refuse, the job validated it already.
+            if offered and wanted not in offered:
+                raise ValueError(f"att_context_size {wanted} not offered by the checkpoint: {offered}")
+            model.encoder.set_default_att_context_size(wanted)
+
+        # Keep the tags in the text: the language stage reads them before it strips them. Set on cfg.decoding,
+        # because NeMo rebuilds decoding from the config (an attribute set only on the object would be lost).
+        with open_dict(model.cfg.decoding):
+            model.cfg.decoding.strip_lang_tags = False
+        model.change_decoding_strategy(model.cfg.decoding, verbose=False)
+
+        model.preprocessor.featurizer.dither = 0.0
+        model.preprocessor.featurizer.pad_to = 0
+        model.eval()
+        self.model = model
+        self.sample_rate = int(model.cfg.get("sample_rate", 16000))
+        self._prompts = self.card.prompt_dictionary
+        self._torch = torch
+
+    def _autocast(self):
+        if self.device.type == "cuda" and self.settings.dtype != "float32":
+            dtype = getattr(self._torch, self.settings.dtype)
+            return self._torch.autocast(device_type="cuda", dtype=dtype)
+        return contextlib.nullcontext()
+
+    def prompt_index(self, target_lang: str) -> int:
+        try:
+            return self._prompts[target_lang]
+        except KeyError:
+            raise ValueError(
+                f"unknown target_lang {target_lang!r}; this checkpoint knows: {', '.join(self.card.locales)}, auto"
+            ) from None
+
+    def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
+        durations = [len(it.samples) / self.sample_rate for it in items]
+        outputs: list[ModelOutput | None] = [None] * len(items)
+        for batch in plan_batches(durations, self.settings.batch_size):
+            for i, out in zip(batch, self._run([items[i] for i in batch])):
+                outputs[i] = out
+        return outputs  # type: ignore[return-value]
+
+    def _run(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
+        torch = self._torch
+        min_len = int(MIN_CLIP_SECONDS * self.sample_rate)
+        lengths = [max(len(it.samples), min_len) for it in items]
+        signal = np.zeros((len(items), max(lengths)), dtype=np.float32)
+        for row, it in enumerate(items):
+            signal[row, : len(it.samples)] = it.samples
+        prompts = [self.prompt_index(it.target_lang) for it in items]
+        with torch.inference_mode(), self._autocast():
+            encoded, encoded_len = self.model.forward(
+                input_signal=torch.from_numpy(signal).to(self.device),
+                input_signal_length=torch.tensor(lengths, device=self.device),
+                prompt_indices=torch.tensor(prompts, dtype=torch.long, device=self.device),
+            )
+            hyps = self.model.decoding.rnnt_decoder_predictions_tensor(
+                encoder_output=encoded, encoded_lengths=encoded_len, return_hypotheses=True
+            )
+        return [ModelOutput(raw_text=h.text or "", num_tokens=len(h.y_sequence)) for h in hyps]

@@ -1,0 +1,95 @@
+"""The rows that flow between stages, and the Arrow schemas of the output tables.
+
+Every stage takes and returns rows with an explicit schema: Ray Data infers a column that is all null in one block
+as Arrow `null`, and the next block then fails to cast, so nothing here is left to inference.
+
+A row carries its own fate: `error` is null while the row is healthy. A stage that fails on a row writes the error
+(prefixed with the stage, e.g. `decode: empty file (0 bytes)`) and passes the row on; later stages skip it; the
+writer sees every row, good or bad.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# A manifest row (or a file found under `audio_dir`), as read.
+SOURCE_FIELDS = [
+    pa.field("row_id", pa.string(), nullable=False),
+    pa.field("manifest", pa.string()),  # where the row came from (null for audio_dir)
+    pa.field("line", pa.int64()),  # 1-based line number in the manifest
+    pa.field("audio_filepath", pa.string()),  # as written in the manifest
+    pa.field("audio_url", pa.string()),  # resolved against the manifest's folder
+    pa.field("manifest_duration", pa.float64()),
+    pa.field("reference_text", pa.string()),
+    pa.field("row_target_lang", pa.string()),  # the row's own `target_lang` or `lang`, if any
+    pa.field("metadata", pa.string()),  # every other manifest field, as a JSON object
+    pa.field("error", pa.string()),
+]
+SOURCE_SCHEMA = pa.schema(SOURCE_FIELDS)
+
+# After decoding: the audio itself travels as float32 little-endian bytes at 16 kHz, one mono stream per row.
+DECODED_SCHEMA = pa.schema(
+    SOURCE_FIELDS
+    + [
+        pa.field("duration", pa.float64()),
+        pa.field("source_sample_rate", pa.int32()),
+        pa.field("source_channels", pa.int32()),
+        pa.field("samples", pa.large_binary()),
+    ]
+)
+
+# After inference: the raw hypothesis with its language tags.
+TRANSCRIBED_SCHEMA = pa.schema(
+    [f for f in DECODED_SCHEMA if f.name != "samples"]
+    + [
+        pa.field("target_lang", pa.string()),
+        pa.field("raw_text", pa.string()),
+        pa.field("num_tokens", pa.int32()),
+    ]
+)
+
+# The output: one row per input row. Documented column by column in the README ("Output schema").
+TRANSCRIPT_SCHEMA = pa.schema(
+    [
+        pa.field("row_id", pa.string(), nullable=False),
+        pa.field("audio_filepath", pa.string()),
+        pa.field("duration", pa.float64()),
+        pa.field("text", pa.string()),
+        pa.field("language", pa.string()),
+        pa.field("language_shares", pa.map_(pa.string(), pa.float64())),
+        pa.field("target_lang", pa.string()),
+        pa.field("reference_text", pa.string()),
+        pa.field("wer", pa.float64()),
+        pa.field("cer", pa.float64()),
+        pa.field("raw_wer", pa.float64()),
+        pa.field("raw_cer", pa.float64()),
+        pa.field("word_errors", pa.int64()),
+        pa.field("ref_words", pa.int64()),
+        pa.field("char_errors", pa.int64()),
+        pa.field("ref_chars", pa.int64()),
+        pa.field("error", pa.string()),
+        pa.field("raw_text", pa.string()),
+        pa.field("manifest", pa.string()),
+        pa.field("line", pa.int64()),
+        pa.field("audio_url", pa.string()),
+        pa.field("manifest_duration", pa.float64()),
+        pa.field("source_sample_rate", pa.int32()),
+        pa.field("source_channels", pa.int32()),
+        pa.field("metadata", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("att_context_size", pa.list_(pa.int32())),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts) as a table of exactly `schema`: missing keys are null, extra keys are dropped."""
+    return pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
+
+
+def with_error(row: dict, stage: str, message: str) -> dict:
+    """Mark a row failed at `stage`, keeping the first error if it already had one."""
+    if not row.get("error"):
+        row["error"] = f"{stage}: {message}"
+    return row
