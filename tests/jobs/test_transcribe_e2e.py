@@ -1,0 +1,142 @@
+"""The real job on a real local Ray with the tiny model of the real class: local files, and everything on S3 (moto).
+
+Each test reads the Parquet back with DuckDB or Polars, as an analyst would, and checks that every input row is there
+exactly once: transcripts for good audio, a specific error for each bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from jobs.transcribe import main, plan, run
+from tests.audio_factory import write_tone
+
+
+def write_manifest(path: Path, lines: list) -> Path:
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def corpus(tmp_path) -> Path:
+    """A manifest of good and bad inputs with relative paths; returns the manifest path."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    write_tone(audio / "a.wav", 2.0)
+    write_tone(audio / "b.flac", 1.2, sample_rate=44100, channels=2, fmt="FLAC")
+    write_tone(audio / "c.wav", 3.0, sample_rate=8000, subtype="ULAW")
+    write_tone(audio / "d.mp3", 1.0, sample_rate=22050, fmt="MP3")
+    (audio / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage that is not audio")
+    (audio / "empty.wav").write_bytes(b"")
+    return write_manifest(tmp_path / "manifest.jsonl", [
+        {"audio_filepath": "audio/a.wav", "duration": 2.0, "text": "hello there", "speaker": "agent", "n": 1},
+        {"audio_filepath": "audio/b.flac", "text": "hola", "lang": "es-ES"},
+        {"audio_filepath": "audio/c.wav", "target_lang": "de-DE"},
+        {"audio_filepath": "audio/d.mp3"},
+        {"audio_filepath": "audio/corrupt.wav", "text": "x"},
+        {"audio_filepath": "audio/empty.wav"},
+        {"audio_filepath": "audio/missing.wav"},
+        {"audio_filepath": "audio/a.wav", "lang": "xx-XX"},
+        '{"audio_filepath": "audio/a.wav", broken json',
+    ])
+
+
+def read_recordings(output: Path) -> pl.DataFrame:
+    return pl.from_arrow(duckdb.sql(f"select * from '{output}/recordings/*.parquet' order by line").arrow())
+
+
+def test_local_job_accounts_for_every_row(ray_session, tiny_model, corpus, tmp_path):
+    out = tmp_path / "out"
+    summary = run(plan([f"model_path={tiny_model}", f"dataset_manifest={corpus}", f"output_path={out}"]))
+    df = read_recordings(out)
+
+    assert df.height == 9 == summary.rows
+    assert df["row_id"].n_unique() == 9
+    assert df["line"].to_list() == list(range(1, 10))
+    errors = dict(zip(df["audio_filepath"].fill_null("<none>").to_list(), df["error"].to_list()))
+    by_line = {r["line"]: r for r in df.iter_rows(named=True)}
+    for line in (1, 2, 3, 4):
+        row = by_line[line]
+        assert row["error"] is None, row
+        assert isinstance(row["text"], str) and "<" not in row["text"]
+        assert row["duration"] == pytest.approx([2.0, 1.2, 3.0, 1.0][line - 1], abs=0.06)
+        assert row["att_context_size"] == [56, 13] and row["model"] == str(tiny_model)
+    assert by_line[5]["error"].startswith("decode: ")
+    assert by_line[6]["error"] == "decode: empty file (0 bytes)"
+    assert by_line[7]["error"].startswith("fetch: file not found") and "missing.wav" in by_line[7]["error"]
+    assert by_line[8]["error"].startswith("language: unknown target_lang 'xx-XX'") and "en-US" in by_line[8]["error"]
+    assert by_line[9]["error"].startswith("manifest: line 9 is not valid JSON")
+    assert summary.failed_rows == 5 and summary.errors_by_stage == {"decode": 2, "fetch": 1, "language": 1,
+                                                                     "manifest": 1}
+    assert errors  # every path present
+    # Per-row language override, job-wide default, metadata carried through, scores where a reference exists.
+    assert [by_line[i]["target_lang"] for i in (1, 2, 3, 4)] == ["auto", "es-ES", "de-DE", "auto"]
+    assert json.loads(by_line[1]["metadata"]) == {"speaker": "agent", "n": 1}
+    assert by_line[1]["wer"] is not None and by_line[1]["ref_words"] == 2
+    assert by_line[3]["wer"] is None
+    assert by_line[2]["source_sample_rate"] == 44100 and by_line[2]["source_channels"] == 2
+    # The run record sits next to the data.
+    record = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert record["summary"]["rows"] == 9 and record["att_context_size"] == [56, 13]
+
+
+def test_forced_language_and_latency_setting(ray_session, tiny_model, corpus, tmp_path):
+    out = tmp_path / "out"
+    run(plan([f"model_path={tiny_model}", f"dataset_manifest={corpus}", f"output_path={out}",
+              "target_lang=fr-FR", "att_context_size=[56,0]", "strip_lang_tags=false"]))
+    df = read_recordings(out)
+    good = df.filter(pl.col("error").is_null())
+    assert good.height == 4
+    # Rows without their own language take the job's; rows with one keep it.
+    assert good["target_lang"].to_list() == ["fr-FR", "es-ES", "de-DE", "fr-FR"]
+    assert all(c == [56, 0] for c in good["att_context_size"].to_list())
+    assert good["raw_text"].null_count() == 0  # strip_lang_tags=false keeps the tagged hypothesis
+
+
+def test_s3_job_manifest_audio_model_and_output_on_s3(ray_session, tiny_model, corpus, s3fs_client, bucket,
+                                                       s3_endpoint):
+    s3fs_client.put(str(corpus.parent / "audio"), f"{bucket}/data/audio", recursive=True)
+    s3fs_client.put(str(corpus), f"{bucket}/data/manifest.jsonl")
+    s3fs_client.put(str(tiny_model), f"{bucket}/models/tiny.nemo")
+    out = f"s3://{bucket}/out"
+    summary = run(plan([f"model_path=s3://{bucket}/models/tiny.nemo", f"dataset_manifest=s3://{bucket}/data/*.jsonl",
+                        f"output_path={out}"]))
+    assert summary.rows == 9 and summary.failed_rows == 5
+    opts = {"aws_endpoint_url": s3_endpoint, "aws_allow_http": "true", "aws_region": "us-east-1",
+            "aws_access_key_id": s3fs_client.key, "aws_secret_access_key": s3fs_client.secret}
+    df = pl.read_parquet(f"{out}/recordings/*.parquet", storage_options=opts).sort("line")
+    assert df.height == 9 and df["row_id"].n_unique() == 9
+    assert df.filter(pl.col("error").is_null())["audio_url"].to_list() == [
+        f"s3://{bucket}/data/audio/{n}" for n in ("a.wav", "b.flac", "c.wav", "d.mp3")]
+    missing = df.filter(pl.col("line") == 7)["error"].item()
+    assert missing == f"fetch: file not found: s3://{bucket}/data/audio/missing.wav"
+    assert s3fs_client.ls(f"{bucket}/out/runs")
+
+
+def test_audio_dir_without_manifest(ray_session, tiny_model, tmp_path):
+    folder = tmp_path / "archive" / "2026" / "11"
+    folder.mkdir(parents=True)
+    write_tone(folder / "one.wav", 1.0)
+    write_tone(folder / "two.flac", 1.5, fmt="FLAC")
+    (folder / "notes.txt").write_text("not audio")
+    out = tmp_path / "out"
+    summary = run(plan([f"model_path={tiny_model}", f"audio_dir={tmp_path / 'archive'}", f"output_path={out}"]))
+    df = pl.read_parquet(out / "recordings")
+    assert summary.rows == 2 and df.height == 2
+    assert sorted(Path(p).name for p in df["audio_filepath"]) == ["one.wav", "two.flac"]
+    assert df["error"].null_count() == 2
+
+
+def test_bad_config_stops_before_work(tiny_model, corpus, tmp_path, capsys):
+    out = tmp_path / "never"
+    code = main([f"model_path={tiny_model}", f"dataset_manifest={corpus}", f"output_path={out}",
+                 "att_context_size=[56,2]"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "att_context_size [56,2] is not offered" in err and "[56,13]" in err
+    assert not (out / "recordings").exists()
