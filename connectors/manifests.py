@@ -14,10 +14,13 @@ import hashlib
 import json
 import math
 
-from connectors.storage import filesystem, parent_of, resolve, unstrip
+import pyarrow as pa
+
+from connectors.storage import filesystem, parent_of, read_bytes, resolve, unstrip
+from pipeline.records import SOURCE_SCHEMA, to_table
 
 # Fields the pipeline reads; everything else is the user's metadata and is carried through as JSON.
-KNOWN_FIELDS = {"audio_filepath", "duration", "text", "target_lang", "lang"}
+KNOWN_FIELDS = {"audio_filepath", "duration", "text", "target_lang", "lang", "channel_mode", "channel"}
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".webm", ".sph", ".aiff", ".au")
 
 
@@ -31,8 +34,8 @@ def row_id(*parts: str | bytes) -> str:
 
 def _source_row(rid: str, manifest: str | None, line: int | None) -> dict:
     return {"row_id": rid, "manifest": manifest, "line": line, "audio_filepath": None, "audio_url": None,
-            "manifest_duration": None, "reference_text": None, "row_target_lang": None, "metadata": None,
-            "error": None}
+            "manifest_duration": None, "reference_text": None, "row_target_lang": None, "row_channel_mode": None,
+            "row_channel": None, "metadata": None, "error": None}
 
 
 def _parse_line(raw: bytes, row: dict, base_dir: str) -> None:
@@ -53,7 +56,8 @@ def _parse_line(raw: bytes, row: dict, base_dir: str) -> None:
     path = entry.get("audio_filepath")
     if not isinstance(path, str) or not path.strip():
         row["error"] = f"manifest: line {row['line']} has no audio_filepath"
-        row["metadata"] = json.dumps({k: v for k, v in entry.items() if k not in KNOWN_FIELDS}, ensure_ascii=False)
+        extras = {k: v for k, v in entry.items() if k not in KNOWN_FIELDS}
+        row["metadata"] = json.dumps(extras, ensure_ascii=False) if extras else None
         return
     row["audio_filepath"] = path
     row["audio_url"] = resolve(path, base_dir)
@@ -66,6 +70,15 @@ def _parse_line(raw: bytes, row: dict, base_dir: str) -> None:
     lang = entry.get("target_lang", entry.get("lang"))
     if isinstance(lang, str) and lang.strip():
         row["row_target_lang"] = lang.strip()
+    mode = entry.get("channel_mode")
+    if isinstance(mode, str) and mode.strip():
+        row["row_channel_mode"] = mode.strip()
+    channel = entry.get("channel")
+    if channel is not None:
+        if isinstance(channel, int) and not isinstance(channel, bool):
+            row["row_channel"] = channel
+        else:
+            row["error"] = f"manifest: line {row['line']} has channel={channel!r}; expected an integer"
     extras = {k: v for k, v in entry.items() if k not in KNOWN_FIELDS}
     row["metadata"] = json.dumps(extras, ensure_ascii=False) if extras else None
 
@@ -104,3 +117,14 @@ def list_audio(audio_dir: str) -> list[dict]:
         row["audio_url"] = url
         rows.append(row)
     return rows
+
+
+def source_table(manifests: list[str], audio_dir: str | None) -> pa.Table:
+    """All source rows of a run, in manifest order. Arrow keeps a million rows in a few hundred MB on the driver."""
+    rows: list[dict] = []
+    if manifests:
+        for url in manifests:
+            rows.extend(parse_manifest(url, read_bytes(url)))
+    elif audio_dir:
+        rows = list_audio(audio_dir)
+    return to_table(rows, SOURCE_SCHEMA)

@@ -1,11 +1,12 @@
-"""A Ray Data sink that writes whole Parquet files, each committed at once, and reports what it wrote.
+"""A Ray Data sink that writes the two output tables as pairs of whole Parquet files, and reports what it wrote.
+
+Each write task writes `segments/<name>.parquet` first and `recordings/<name>.parquet` last, with the same name: the
+recordings file is the commit. A rerun treats the row ids in `recordings/` as done and deletes a segments file that
+has no recordings partner (a task that died between the two writes), so neither table holds a row twice.
 
 Readers must never see half a file: on a local disk each file is written under a hidden temporary name and renamed
-into place; on object storage a file appears only when its upload completes (a single PUT or a completed multipart
-upload), so it is written in place. Hidden names (leading `.`/`_`) are skipped by DuckDB, Polars, Spark and pyarrow.
-
-`write()` returns per-file counts; `on_write_complete()` keeps them, so the job's summary is computed from what was
-really written, not from what was meant to be.
+into place; on object storage a file appears only when its upload completes, so it is written in place. Hidden names
+(leading `.`/`_`) are skipped by DuckDB, Polars, Spark and pyarrow.
 """
 
 from __future__ import annotations
@@ -24,27 +25,47 @@ from ray.data.block import Block, BlockAccessor
 
 from connectors.storage import filesystem, with_retries
 
+RECORDINGS = "recordings"
+SEGMENTS = "segments"
+
 
 @dataclass(frozen=True)
 class WrittenFile:
-    path: str
+    name: str
     rows: int
     failed_rows: int
     audio_seconds: float
+    segments: int
     errors_by_stage: dict[str, int]
 
 
-class ParquetSink(Datasink):
-    def __init__(self, folder: str, schema: pa.Schema, *, run_id: str, rows_per_file: int = 10_000):
-        self.folder = folder.rstrip("/")
-        self.schema = schema
+def write_parquet(table: pa.Table, folder: str, name: str) -> None:
+    """Write `table` as `<folder>/<name>` so that it appears whole or not at all."""
+    fs, path = filesystem(folder)
+
+    def _write() -> None:
+        if isinstance(fs, LocalFileSystem):
+            fs.makedirs(path, exist_ok=True)
+            temporary = f"{path}/.{name}.tmp"
+            with fs.open(temporary, "wb") as handle:
+                pq.write_table(table, handle, compression="zstd")
+            fs.mv(temporary, f"{path}/{name}")
+        else:
+            with fs.open(f"{path}/{name}", "wb") as handle:
+                pq.write_table(table, handle, compression="zstd")
+
+    with_retries(_write)
+
+
+class TranscriptSink(Datasink):
+    def __init__(self, output_path: str, recordings_schema: pa.Schema, segments_schema: pa.Schema, *, run_id: str,
+                 rows_per_file: int = 10_000):
+        self.output_path = output_path.rstrip("/")
+        self.recordings_schema = recordings_schema
+        self.segments_schema = segments_schema
         self.run_id = run_id
         self.rows_per_file = rows_per_file
         self.written: list[WrittenFile] = []
-
-    def on_write_start(self, schema: pa.Schema | None = None) -> None:
-        fs, path = filesystem(self.folder)
-        fs.makedirs(path, exist_ok=True)
 
     @property
     def min_rows_per_write(self) -> int:
@@ -52,29 +73,55 @@ class ParquetSink(Datasink):
 
     def write(self, blocks: Iterable[Block], ctx) -> list[WrittenFile]:
         tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
-        tables = [t.select(self.schema.names).cast(self.schema) for t in tables if t.num_rows]
+        tables = [t for t in tables if t.num_rows]
         if not tables:
             return []
         table = pa.concat_tables(tables)
+        segments = pa.Table.from_struct_array(pc.list_flatten(table["segments"])) if "segments" in table.column_names \
+            else pa.table({})
+        segments = segments.select(self.segments_schema.names).cast(self.segments_schema) if segments.num_rows \
+            else self.segments_schema.empty_table()
+        recordings = table.select(self.recordings_schema.names).cast(self.recordings_schema)
         name = f"part-{self.run_id}-{ctx.task_idx:05d}-{uuid.uuid4().hex[:8]}.parquet"
-        fs, folder = filesystem(self.folder)
-        final = f"{folder}/{name}"
-
-        def _write() -> None:
-            if isinstance(fs, LocalFileSystem):
-                temporary = f"{folder}/.{name}.tmp"
-                with fs.open(temporary, "wb") as handle:
-                    pq.write_table(table, handle, compression="zstd")
-                fs.mv(temporary, final)
-            else:
-                with fs.open(final, "wb") as handle:
-                    pq.write_table(table, handle, compression="zstd")
-
-        with_retries(_write)
-        errors = [e for e in table["error"].to_pylist() if e] if "error" in table.column_names else []
-        seconds = pc.sum(table["duration"]).as_py() if "duration" in table.column_names else 0.0
-        return [WrittenFile(path=final, rows=table.num_rows, failed_rows=len(errors), audio_seconds=seconds or 0.0,
-                            errors_by_stage=dict(Counter(e.split(":", 1)[0] for e in errors)))]
+        write_parquet(segments, f"{self.output_path}/{SEGMENTS}", name)
+        write_parquet(recordings, f"{self.output_path}/{RECORDINGS}", name)  # last: the commit
+        errors = [e for e in recordings["error"].to_pylist() if e]
+        seconds = pc.sum(recordings["duration"]).as_py() or 0.0
+        return [WrittenFile(name=name, rows=recordings.num_rows, failed_rows=len(errors), audio_seconds=seconds,
+                            segments=segments.num_rows, errors_by_stage=dict(Counter(e.split(":", 1)[0] for e in errors)))]
 
     def on_write_complete(self, write_result) -> None:
         self.written = [f for files in write_result.write_returns for f in files]
+
+
+def _listing(output_path: str, table: str) -> tuple[object, str, list[str]]:
+    fs, folder = filesystem(f"{output_path.rstrip('/')}/{table}")
+    names = [p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)] if fs.exists(folder) else []
+    return fs, folder, names
+
+
+def clean_uncommitted(output_path: str) -> list[str]:
+    """Delete what a crashed run left behind: hidden temporary files, and segments files with no recordings partner.
+    Returns the deleted paths. Safe while no other run writes to the same output_path."""
+    _, _, committed = _listing(output_path, RECORDINGS)
+    deleted = []
+    for table in (SEGMENTS, RECORDINGS):
+        fs, folder, names = _listing(output_path, table)
+        for name in names:
+            temporary = name.startswith(".") and name.endswith(".tmp")
+            orphan = table == SEGMENTS and name.endswith(".parquet") and name not in committed
+            if temporary or orphan:
+                fs.rm(f"{folder}/{name}")
+                deleted.append(f"{folder}/{name}")
+    return deleted
+
+
+def committed_row_ids(output_path: str) -> set[str]:
+    """The row ids already in `recordings/`: a rerun skips them."""
+    fs, folder, names = _listing(output_path, RECORDINGS)
+    ids: set[str] = set()
+    for name in names:
+        if name.endswith(".parquet") and not name.startswith((".", "_")):
+            with fs.open(f"{folder}/{name}", "rb") as handle:
+                ids.update(pq.read_table(handle, columns=["row_id"])["row_id"].to_pylist())
+    return ids

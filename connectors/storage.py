@@ -11,17 +11,19 @@ import os
 import posixpath
 import re
 import time
-from typing import Callable, TypeVar
+from typing import IO, Callable, TypeVar
 
 import fsspec
 
 T = TypeVar("T")
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-# Errors worth another try: throttling, dropped connections, timeouts. Anything else (missing key, access denied)
-# is permanent and becomes the row's error at once.
-_TRANSIENT_MARKERS = ("SlowDown", "Throttl", "RequestTimeout", "ServiceUnavailable", "InternalError",
-                      "Connection reset", "Connection aborted", "timed out", "Timeout", "503", "500", "502", "504")
+_TRANSIENT_TEXT = re.compile(
+    r"SlowDown|Throttl|RequestTimeout|ServiceUnavailable|Service Unavailable|InternalError|Internal Server Error"
+    r"|Connection reset|Connection aborted|Connection refused|timed out|Timeout"
+    r"|\b(?:HTTP|status|code|error)[ :=]*(?:500|502|503|504)\b",
+    re.IGNORECASE,
+)
 
 
 def is_url(path: str) -> bool:
@@ -66,13 +68,18 @@ def parent_of(path: str) -> str:
     return posixpath.dirname(path) if is_url(path) else os.path.dirname(os.path.abspath(path))
 
 
+class FileTooLarge(ValueError):
+    """An object over the configured size limit: permanent, never retried."""
+
+
 def is_transient(error: BaseException) -> bool:
-    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+    """Worth another try: throttling, dropped connections, timeouts, HTTP 5xx. A missing key, a denied access or a
+    refusal of ours (a ValueError such as FileTooLarge) is permanent."""
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError)):
         return False
     if isinstance(error, (ConnectionError, TimeoutError)):
         return True
-    text = f"{type(error).__name__}: {error}"
-    return any(marker in text for marker in _TRANSIENT_MARKERS)
+    return bool(_TRANSIENT_TEXT.search(f"{type(error).__name__}: {error}"))
 
 
 def with_retries(action: Callable[[], T], *, attempts: int = 4, base_delay: float = 0.5) -> T:
@@ -87,15 +94,31 @@ def with_retries(action: Callable[[], T], *, attempts: int = 4, base_delay: floa
     raise AssertionError("unreachable")
 
 
+def _check_size(fs: fsspec.AbstractFileSystem, fs_path: str, max_bytes: int | None) -> None:
+    if max_bytes is not None:
+        size = fs.size(fs_path)
+        if size is not None and size > max_bytes:
+            raise FileTooLarge(f"file is {size / 2**20:.1f} MiB, over max_file_mb={max_bytes / 2**20:g}")
+
+
+def open_file(path: str, *, max_bytes: int | None = None, block_size: int = 8 * 2**20) -> IO[bytes]:
+    """A seekable binary stream of the object at `path`, for decoding without holding the whole file. Refuses
+    objects over `max_bytes` by their listed size before opening them. Reads are buffered in `block_size` ranges."""
+
+    def _open() -> IO[bytes]:
+        fs, fs_path = filesystem(path)
+        _check_size(fs, fs_path, max_bytes)
+        return fs.open(fs_path, "rb", block_size=block_size)
+
+    return with_retries(_open)
+
+
 def read_bytes(path: str, *, max_bytes: int | None = None) -> bytes:
-    """The whole object at `path`. Refuses objects over `max_bytes` by their listed size, before reading them."""
+    """The whole object at `path` (a manifest, a small file). Refuses objects over `max_bytes` before reading."""
 
     def _read() -> bytes:
         fs, fs_path = filesystem(path)
-        if max_bytes is not None:
-            size = fs.size(fs_path)
-            if size is not None and size > max_bytes:
-                raise ValueError(f"file is {size / 2**20:.1f} MiB, over max_file_mb={max_bytes / 2**20:.0f}")
+        _check_size(fs, fs_path, max_bytes)
         with fs.open(fs_path, "rb") as handle:
             return handle.read()
 

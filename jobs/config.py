@@ -7,12 +7,12 @@ clear message; the job prints it and exits non-zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from connectors.storage import expand, filesystem
 from pipeline.models.base import ModelCard
@@ -46,12 +46,19 @@ class TranscribeConfig:
     min_actors: int = 1
     max_actors: Optional[int] = None
     decode_cpus: float = 1.0
-    rows_per_block: int = 16
+    rows_per_block: int = 4
+    # Long audio and stereo.
+    channel_mode: str = "mix"
+    channel_names: list[str] = field(default_factory=list)
+    max_segment_seconds: float = 30.0
+    min_segment_seconds: float = 10.0
+    segment_overlap_seconds: float = 1.0
     # Inputs that are too big become error rows.
-    max_duration: float = 600.0
-    max_file_mb: float = 2048.0
+    max_duration: float = 4 * 3600.0
+    max_file_mb: float = 4096.0
     # Output.
     rows_per_file: int = 10_000
+    wave_rows: int = 50_000
     ray_address: Optional[str] = None
 
 
@@ -61,15 +68,14 @@ def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) 
         schema = OmegaConf.structured(TranscribeConfig)
         merged = OmegaConf.merge(schema, OmegaConf.load(config_file), OmegaConf.from_dotlist(overrides))
         cfg: TranscribeConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except (ConfigKeyError, ConfigAttributeError) as error:
+        known = ", ".join(TranscribeConfig.__dataclass_fields__)
+        raise ConfigError(f"unknown configuration key {error.full_key!r}. Known keys: {known}") from None
+    except MissingMandatoryValue as error:
+        raise ConfigError(f"{error.full_key} is required (e.g. {error.full_key}=/data/out)") from None
     except OmegaConfBaseException as error:
-        message = str(error).split("\n")[0]
         key = getattr(error, "full_key", None)
-        if "Key" in type(error).__name__ or "not in struct" in message:
-            known = ", ".join(TranscribeConfig.__dataclass_fields__)
-            raise ConfigError(f"unknown configuration key {key!r}. Known keys: {known}") from None
-        if "MISSING" in type(error).__name__ or "Missing mandatory value" in message:
-            raise ConfigError(f"{key} is required (e.g. {key}=/data/out)") from None
-        raise ConfigError(f"bad value for {key}: {message}") from None
+        raise ConfigError(f"bad value for {key}: {str(error).splitlines()[0]}") from None
     check_settings(cfg)
     return cfg
 
@@ -88,8 +94,14 @@ def check_settings(cfg: TranscribeConfig) -> None:
         raise ConfigError(f"att_context_size is [left, right], e.g. [56,13]; got {cfg.att_context_size}")
     if cfg.min_actors < 1 or (cfg.max_actors is not None and cfg.max_actors < cfg.min_actors):
         raise ConfigError(f"need 1 <= min_actors <= max_actors, got {cfg.min_actors}, {cfg.max_actors}")
-    if cfg.max_duration <= 0 or cfg.max_file_mb <= 0 or cfg.rows_per_block < 1 or cfg.rows_per_file < 1:
-        raise ConfigError("max_duration, max_file_mb, rows_per_block and rows_per_file must be positive")
+    if min(cfg.max_duration, cfg.max_file_mb, cfg.rows_per_block, cfg.rows_per_file, cfg.wave_rows) <= 0:
+        raise ConfigError("max_duration, max_file_mb, rows_per_block, rows_per_file and wave_rows must be positive")
+    if cfg.channel_mode not in ("mix", "split"):
+        raise ConfigError(f"channel_mode must be mix or split, got {cfg.channel_mode!r}")
+    if not 0 < cfg.min_segment_seconds <= cfg.max_segment_seconds:
+        raise ConfigError("need 0 < min_segment_seconds <= max_segment_seconds")
+    if not 0 <= cfg.segment_overlap_seconds < cfg.min_segment_seconds:
+        raise ConfigError("need 0 <= segment_overlap_seconds < min_segment_seconds")
 
 
 def check_inputs(cfg: TranscribeConfig) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -21,18 +22,22 @@ from datetime import datetime, timezone
 
 from omegaconf import OmegaConf
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.manifests import source_table
 from connectors.model_store import localize
-from connectors.parquet_sink import ParquetSink
+from connectors.parquet_sink import TranscriptSink, clean_uncommitted, committed_row_ids
 from connectors.storage import filesystem
 from jobs.config import ConfigError, TranscribeConfig, check_inputs, check_model, load_config
 from pipeline.assembly import RunInfo
 from pipeline.decode import DecodeSettings
 from pipeline.models import adapter_class
 from pipeline.models.base import ModelCard, ModelSettings
-from pipeline.records import TRANSCRIPT_SCHEMA
+from pipeline.records import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA
+from pipeline.segmenter import SegmentPolicy
 
 log = logging.getLogger("nemotron_batch")
-RECORDINGS_TABLE = "recordings"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class Plan:
 class RunSummary:
     run_id: str
     rows: int = 0
+    skipped_rows: int = 0
+    segments: int = 0
     failed_rows: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -63,12 +70,14 @@ class RunSummary:
         stages = ", ".join(f"{k} {v}" for k, v in sorted(self.errors_by_stage.items())) or "none"
         return [
             f"run {self.run_id}",
-            f"rows        {self.rows} ({self.rows - self.failed_rows} transcribed, {self.failed_rows} failed)",
+            f"rows        {self.rows} ({self.rows - self.failed_rows} transcribed, {self.failed_rows} failed, "
+            f"{self.skipped_rows} already done)",
+            f"segments    {self.segments}",
             f"errors      {stages}",
             f"audio       {self.audio_seconds / 3600:.3f} h ({self.audio_seconds:.1f} s)",
             f"wall time   {self.wall_seconds:.1f} s",
             f"throughput  {self.audio_seconds_per_second:.1f} audio seconds per second",
-            f"files       {self.files} Parquet file(s)",
+            f"files       {self.files} pair(s) of Parquet files (recordings/ + segments/)",
         ]
 
 
@@ -105,37 +114,60 @@ def compute_settings(cfg: TranscribeConfig):
         use_gpu=use_gpu, gpus_per_actor=cfg.gpus_per_actor, cpus_per_actor=cfg.cpus_per_actor,
         min_actors=min(cfg.min_actors, max_actors), max_actors=max(max_actors, cfg.min_actors),
         decode_cpus=cfg.decode_cpus, rows_per_block=cfg.rows_per_block, rows_per_call=cfg.batch_size * 4,
+        rows_per_file=cfg.rows_per_file,
     )
 
 
 def run(p: Plan) -> RunSummary:
-    from pipeline.graph import source_rows, transcription_graph
+    """Transcribe every source row not already in the output, wave by wave; each wave commits its own files."""
+    from pipeline.graph import transcription_graph
 
     cfg = p.cfg
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    removed = clean_uncommitted(cfg.output_path)
+    if removed:
+        log.info("removed %d file(s) left uncommitted by an earlier run", len(removed))
+    source = source_table(p.manifests, cfg.audio_dir)
+    done = committed_row_ids(cfg.output_path)
+    todo = source.filter(pc.invert(pc.is_in(source["row_id"], pa.array(sorted(done), pa.string())))) \
+        if done else source
+    summary = RunSummary(run_id=run_id, skipped_rows=source.num_rows - todo.num_rows)
+    if summary.skipped_rows:
+        log.info("%d of %d row(s) already in %s: skipped", summary.skipped_rows, source.num_rows, cfg.output_path)
+
     connect_ray(cfg)
     compute = compute_settings(cfg)
     model = ModelSettings(model_path=cfg.model_path, att_context_size=p.att_context_size, device=cfg.device,
                           dtype=cfg.dtype, batch_size=cfg.batch_size)
     info = RunInfo(run_id=run_id, model=cfg.model_path, att_context_size=p.att_context_size,
-                   keep_raw_text=not cfg.strip_lang_tags)
-    decode = DecodeSettings(sample_rate=p.card.sample_rate, max_duration=cfg.max_duration, max_file_mb=cfg.max_file_mb)
-    dataset = transcription_graph(
-        source_rows(p.manifests, cfg.audio_dir, cfg.rows_per_block), decode, model, cfg.model_adapter,
-        cfg.target_lang, info, compute,
+                   keep_raw_text=not cfg.strip_lang_tags, channel_names=tuple(cfg.channel_names))
+    decode = DecodeSettings(
+        sample_rate=p.card.sample_rate, max_duration=cfg.max_duration, max_file_mb=cfg.max_file_mb,
+        channel_mode=cfg.channel_mode, rows_per_block=cfg.rows_per_block,
+        segment=SegmentPolicy(max_seconds=cfg.max_segment_seconds, min_seconds=cfg.min_segment_seconds,
+                              overlap_seconds=cfg.segment_overlap_seconds),
     )
-    sink = ParquetSink(f"{cfg.output_path.rstrip('/')}/{RECORDINGS_TABLE}", TRANSCRIPT_SCHEMA, run_id=run_id,
-                       rows_per_file=cfg.rows_per_file)
-    started = time.monotonic()
-    dataset.write_datasink(sink)
-    summary = RunSummary(run_id=run_id, wall_seconds=time.monotonic() - started, files=len(sink.written))
+    waves = math.ceil(todo.num_rows / cfg.wave_rows)
     stages: Counter[str] = Counter()
-    for written in sink.written:
-        summary.rows += written.rows
-        summary.failed_rows += written.failed_rows
-        summary.audio_seconds += written.audio_seconds
-        stages.update(written.errors_by_stage)
+    for wave in range(waves):
+        rows = todo.slice(wave * cfg.wave_rows, cfg.wave_rows)
+        log.info("wave %d/%d: %d recording(s)", wave + 1, waves, rows.num_rows)
+        sink = TranscriptSink(cfg.output_path, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, run_id=run_id,
+                              rows_per_file=cfg.rows_per_file)
+        transcription_graph(rows, decode, model, cfg.model_adapter, cfg.target_lang, info, compute) \
+            .write_datasink(sink)
+        for written in sink.written:
+            summary.rows += written.rows
+            summary.failed_rows += written.failed_rows
+            summary.audio_seconds += written.audio_seconds
+            summary.segments += written.segments
+            summary.files += 1
+            stages.update(written.errors_by_stage)
     summary.errors_by_stage = dict(stages)
+    summary.wall_seconds = time.monotonic() - started
+    if summary.rows != todo.num_rows:  # the promise: every input row in the output exactly once
+        raise RuntimeError(f"wrote {summary.rows} row(s) for {todo.num_rows} input row(s)")
     write_run_record(cfg, p, summary)
     return summary
 

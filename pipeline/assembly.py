@@ -1,4 +1,10 @@
-"""Stage: turn transcribed rows into output rows: languages out of the tags, tags out of the text, scores, run info."""
+"""Stage: a recording's transcribed segments back into one recording row (with its segments nested for the sink).
+
+Runs per recording after a group-by on `row_id`. Segments are put back in order per channel; across a forced cut
+(a cut that had to fall in speech, so the segments overlap) the words the two segments share are kept once. Language
+tags become `language`/`language_shares` and leave the text. In split mode the turns of all channels, merged in
+time order, form the conversation view.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pipeline.language import dominant_language, language_shares, split_by_language, strip_language_tags
-from pipeline.records import TRANSCRIPT_SCHEMA, to_table
+from pipeline.language import LanguageSpan, dominant_language, language_shares, split_by_language, strip_language_tags
+from pipeline.records import ASSEMBLED_SCHEMA, to_table
 from pipeline.scoring import score
+from pipeline.segmenter import merge_overlap
 
 
 @dataclass(frozen=True)
@@ -19,29 +26,82 @@ class RunInfo:
     model: str
     att_context_size: tuple[int, int] | None
     keep_raw_text: bool = False
+    channel_names: tuple[str, ...] = ()
+
+    def speaker(self, channel: int | None) -> str | None:
+        if channel is None:
+            return None
+        return self.channel_names[channel] if channel < len(self.channel_names) else f"channel_{channel}"
+
+    def columns(self) -> dict:
+        return {"model": self.model, "run_id": self.run_id,
+                "att_context_size": list(self.att_context_size) if self.att_context_size else None}
 
 
-def assemble_row(row: dict, run: RunInfo) -> dict:
-    raw = row.get("raw_text")
+def _segment_row(row: dict, run: RunInfo, previous_words: list[str] | None) -> tuple[dict, list[LanguageSpan], list[str]]:
+    """The output row of one segment, its language spans, and its own words (before overlap removal)."""
     target = row.get("target_lang")
-    if raw is not None and not row.get("error"):
-        # A forced locale is the language of untagged text; in `auto` mode untagged text has no known language.
+    fallback = target if target and target != "auto" else None
+    out = {"row_id": row["row_id"], "segment_index": row["segment_index"], "channel": row["channel"],
+           "speaker": run.speaker(row["channel"]), "start": row["start"], "end": row["end"], "target_lang": target,
+           "error": row.get("error"), "audio_filepath": row.get("audio_filepath"),
+           "raw_text": row.get("raw_text") if run.keep_raw_text else None, **run.columns()}
+    raw = row.get("raw_text")
+    if raw is None or row.get("error"):
+        return out, [], []
+    spans = split_by_language(raw, fallback=fallback)
+    words = strip_language_tags(raw).split()
+    kept = merge_overlap(previous_words, words) if previous_words and (row.get("overlap_before") or 0) > 0 else words
+    out["text"] = " ".join(kept)
+    out["language"] = dominant_language(spans, fallback=fallback)
+    return out, spans, words
+
+
+def assemble_recording(rows: list[dict], run: RunInfo) -> dict:
+    rows = sorted(rows, key=lambda r: (r.get("channel") or 0, -1 if r.get("segment_index") is None
+                                       else r["segment_index"]))
+    recording = {k: rows[0].get(k) for k in ("row_id", "audio_filepath", "target_lang", "channel_mode",
+                                              "reference_text", "manifest", "line", "audio_url", "manifest_duration",
+                                              "source_sample_rate", "source_channels", "metadata")}
+    recording["error"] = next((r["error"] for r in rows if r.get("error")), None)
+    recording.update(run.columns())
+
+    segments, spans, raw_texts = [], [], []
+    previous: dict[int | None, list[str]] = {}
+    for row in rows:
+        if row.get("segment_index") is None:
+            continue  # a recording that failed before it was cut: only its error travels
+        out, seg_spans, words = _segment_row(row, run, previous.get(row.get("channel")))
+        previous[row.get("channel")] = words
+        segments.append(out)
+        spans.extend(seg_spans)
+        if row.get("raw_text"):
+            raw_texts.append(row["raw_text"])
+
+    recording["segments"] = segments
+    recording["num_segments"] = len(segments)
+    recording["duration"] = max((s["end"] for s in segments), default=None)
+    spoken = [s for s in segments if s.get("text")]
+    if recording["channel_mode"] == "split":
+        turns = sorted(spoken, key=lambda s: (s["start"], s["channel"]))
+        recording["conversation"] = [{k: s[k] for k in ("start", "end", "channel", "speaker", "text")} for s in turns]
+    else:
+        turns = spoken
+    if segments and not any(s.get("error") for s in segments):
+        target = recording["target_lang"]
         fallback = target if target and target != "auto" else None
-        spans = split_by_language(raw, fallback=fallback)
-        row["text"] = strip_language_tags(raw)
-        row["language"] = dominant_language(spans, fallback=fallback)
-        row["language_shares"] = language_shares(spans, fallback=fallback)
-        if row.get("reference_text") is not None:
-            s = score(row["reference_text"], row["text"], row["language"] or fallback)
-            row.update(wer=s.wer, cer=s.cer, raw_wer=s.raw_wer, raw_cer=s.raw_cer, word_errors=s.word_errors,
-                       ref_words=s.ref_words, char_errors=s.char_errors, ref_chars=s.ref_chars)
-    if not run.keep_raw_text:
-        row["raw_text"] = None
-    row["model"] = run.model
-    row["att_context_size"] = list(run.att_context_size) if run.att_context_size else None
-    row["run_id"] = run.run_id
-    return row
+        recording["text"] = " ".join(s["text"] for s in turns)
+        recording["language"] = dominant_language(spans, fallback=fallback)
+        recording["language_shares"] = language_shares(spans, fallback=fallback)
+        if run.keep_raw_text:
+            recording["raw_text"] = " ".join(raw_texts)
+        if recording.get("reference_text") is not None and not recording["error"]:
+            s = score(recording["reference_text"], recording["text"], recording["language"] or fallback)
+            recording.update(wer=s.wer, cer=s.cer, raw_wer=s.raw_wer, raw_cer=s.raw_cer, word_errors=s.word_errors,
+                             ref_words=s.ref_words, char_errors=s.char_errors, ref_chars=s.ref_chars)
+    return recording
 
 
-def assemble_batch(batch: pa.Table, run: RunInfo) -> pa.Table:
-    return to_table([assemble_row(row, run) for row in batch.to_pylist()], TRANSCRIPT_SCHEMA)
+def assemble_group(group: pa.Table, run: RunInfo) -> pa.Table:
+    """Ray `map_groups` entry: all rows of one recording in, one assembled row out."""
+    return to_table([assemble_recording(group.to_pylist(), run)], ASSEMBLED_SCHEMA)

@@ -6,15 +6,20 @@ one bad file never stops a batch.
 
 Decoders: soundfile (libsndfile) first, because it is fast and covers WAV (PCM, float, mu-law, A-law), FLAC,
 OGG Vorbis, MP3 and OGG Opus; PyAV (FFmpeg) second, for what libsndfile cannot read (m4a/AAC, webm, ...) and for the
-few files libsndfile misreads (see `_decode`). torchaudio is deliberately not used (it does not import here).
+few files libsndfile misreads (see `_open` and `_resume_with_pyav`). torchaudio is deliberately not used (it does not
+import here).
 Resampling is soxr, from the rate the decoder actually returned (Opus, for one, comes back at the header's rate).
+
+`stream_audio` is the decoder: it reads in blocks and resamples with one `soxr.ResampleStream` per recording, so
+memory follows the block size, not the recording's length. `decode_audio` is a thin wrapper that joins its blocks.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 import av
 import numpy as np
@@ -26,8 +31,10 @@ __all__ = [
     "TARGET_SAMPLE_RATE",
     "AudioDecodeError",
     "DecodedAudio",
+    "AudioInfo",
     "probe_duration",
     "decode_audio",
+    "stream_audio",
     "select_channels",
     "to_pcm_bytes",
     "from_pcm_bytes",
@@ -39,10 +46,13 @@ TARGET_SAMPLE_RATE = 16_000
 # STREAMINFO with total_samples = 0 as written by streaming encoders. It is "unknown", not 18 quintillion frames.
 _SF_COUNT_MAX = 2**63 - 1
 
-# soundfile is read in blocks of at most this many frames, so memory follows the data actually present and never a
-# header's claim: `soundfile.read` allocates the header's full frame count up front, which a lying FLAC header
-# turns into gigabytes. 2**20 frames is about 22 s at 48 kHz: one block for nearly every real file.
-_SF_BLOCK_FRAMES = 1 << 20
+# Decoders are read in blocks of about `block_seconds`, but never more than this many samples (frames x channels) at
+# once, so memory follows the data actually present and never a header's claim (a header claiming an absurd rate or
+# channel count cannot turn one block into gigabytes): 2**22 float32 samples are 16 MiB.
+_MAX_BLOCK_SAMPLES = 1 << 22
+
+# decode_audio's block size: any value gives the same samples; larger blocks mean fewer resampler calls.
+_DECODE_BLOCK_SECONDS = 30.0
 
 # Decoder complaints are cut to this length so that the row's error message stays one short line.
 _MAX_REASON_CHARS = 120
@@ -72,6 +82,17 @@ class DecodedAudio:
         return self.samples.shape[0]
 
 
+@dataclass(frozen=True)
+class AudioInfo:
+    """What `stream_audio` learned from the header probe, before any block is yielded."""
+
+    source_sample_rate: int  # the rate the decoder returns (not necessarily what a container claimed)
+    source_channels: int
+    source_format: str  # as DecodedAudio.source_format
+    decoder: str  # 'soundfile' or 'pyav': the decoder that started (see stream_audio about a midway switch)
+    duration: float | None  # seconds according to the header, None if the header does not say
+
+
 class _DecoderFailed(Exception):
     """One decoder could not produce audio; `decode_audio` tries the next or reports both reasons."""
 
@@ -80,16 +101,6 @@ class _DecoderFailed(Exception):
         self.reason = reason
         # True when the decoder did not even recognise the bytes as a format it knows (vs. recognised but broken).
         self.unrecognised = unrecognised
-
-
-@dataclass(frozen=True)
-class _Raw:
-    """What a decoder returns before any checks or resampling: (C, N) float32 at the decoder's rate."""
-
-    samples: NDArray[np.float32]
-    sample_rate: int
-    source_format: str
-    decoder: str
 
 
 def probe_duration(data: bytes) -> float | None:
@@ -118,44 +129,88 @@ def decode_audio(
 
     Raises AudioDecodeError for empty bytes, data neither decoder can read, no channels or no samples, NaN/Inf
     samples, and audio longer than `max_duration` seconds. The duration limit is checked on the header before any
-    samples are read (so a header claiming hours is refused without allocating them), while decoding (for formats
-    whose header does not say), and again on the decoded length.
+    samples are read (so a header claiming hours is refused without allocating them), and while decoding (for
+    formats whose header does not say). A thin wrapper over `stream_audio` that joins its blocks; errors found past
+    the first block name the second at which they were found.
+    """
+    info, blocks = stream_audio(
+        data, target_sample_rate=target_sample_rate, max_duration=max_duration, block_seconds=_DECODE_BLOCK_SECONDS
+    )
+    parts = list(blocks)  # stream_audio yields at least one non-empty block or raises
+    samples = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    return DecodedAudio(
+        samples=samples,
+        sample_rate=target_sample_rate,
+        source_sample_rate=info.source_sample_rate,
+        source_channels=info.source_channels,
+        source_format=info.source_format,
+        decoder=info.decoder,
+    )
+
+
+def stream_audio(
+    source: BinaryIO | bytes,
+    *,
+    target_sample_rate: int = TARGET_SAMPLE_RATE,
+    max_duration: float | None = None,
+    block_seconds: float = 10.0,
+) -> tuple[AudioInfo, Iterator[NDArray[np.float32]]]:
+    """Decode incrementally: (info, blocks), blocks being float32 (channels, n) C-contiguous arrays at
+    `target_sample_rate` of about `block_seconds` each, so memory does not grow with the recording's length.
+
+    `source` is bytes (or another bytes-like object) or a seekable binary file object opened for reading (e.g. an
+    fsspec file opened 'rb'); it is read from position 0 and not closed. soundfile is tried first, PyAV second,
+    exactly as `decode_audio` always did; the resampling is one `soxr.ResampleStream` per recording, which gives the
+    same samples as resampling the whole recording at once, whatever the block size.
+
+    The first call is the probe: it opens the source, checks the header duration against `max_duration` before any
+    sample is read, and decodes the first block, so everything that means "cannot open" raises AudioDecodeError
+    here, before the iterator exists: empty source, unrecognised or corrupt format, no channels, no samples, NaN/Inf
+    in the first block, over `max_duration` by the header or within the first block. Errors found later ("failed
+    midway") raise AudioDecodeError from the iterator, and their messages say at which second (of the source) they
+    happened: NaN/Inf in a later block, decoding passing `max_duration` (for headers that do not tell the length;
+    checked after each block, so memory stays bounded by one block), and decoder failures ("corrupt or unsupported
+    audio: decoding failed at 12.3 s (soundfile: ...; pyav: ...)").
+
+    When libsndfile fails midway (it does on some truncated or corrupt FLAC, and on FLAC headers that lie about the
+    length), decoding goes on with PyAV from the same source position, as decode_audio's fallback always did for the
+    whole file; the join is exact for PCM and FLAC (codec delay could shift it for lossy formats), and `info.decoder`
+    still names soundfile. `max_duration` and `block_seconds` must be positive; block_seconds is capped so that one
+    block holds at most 2**22 samples (about 43 s of 48 kHz stereo).
     """
     if target_sample_rate <= 0:
         raise ValueError(f"target_sample_rate must be positive, got {target_sample_rate}")
     if max_duration is not None and not max_duration > 0:
         raise ValueError(f"max_duration must be positive or None, got {max_duration}")
-    if len(data) == 0:
-        raise AudioDecodeError("empty file (0 bytes)")
+    if not block_seconds > 0:
+        raise ValueError(f"block_seconds must be positive, got {block_seconds}")
+    fileobj = _as_fileobj(source)
 
-    raw = _decode(bytes(data), max_duration)
-
-    n_channels, n_frames = raw.samples.shape
-    if n_channels == 0:
-        raise AudioDecodeError("no audio channels")
-    if n_frames == 0:
-        raise AudioDecodeError("no audio samples (0 frames)")
-    if raw.sample_rate <= 0:
-        raise AudioDecodeError(f"invalid sample rate {raw.sample_rate} Hz")
-    # Checked before resampling: soxr's filter would smear one NaN over its neighbours and the model would emit
-    # garbage without complaint.
-    if not np.isfinite(raw.samples).all():
-        raise AudioDecodeError("audio contains NaN or Inf samples")
-    _check_duration(n_frames / raw.sample_rate, max_duration)
-
-    samples = _resample(raw.samples, raw.sample_rate, target_sample_rate)
-    if samples.shape[1] == 0:
-        raise AudioDecodeError(
-            f"no audio samples after resampling {n_frames} frames from {raw.sample_rate} to {target_sample_rate} Hz"
-        )
-    return DecodedAudio(
-        samples=samples,
-        sample_rate=target_sample_rate,
-        source_sample_rate=raw.sample_rate,
-        source_channels=n_channels,
-        source_format=raw.source_format,
-        decoder=raw.decoder,
+    reader, first = _open(fileobj, max_duration, block_seconds)
+    try:
+        if reader.rate <= 0:
+            raise AudioDecodeError(f"invalid sample rate {reader.rate} Hz")
+        if reader.channels <= 0:
+            raise AudioDecodeError("no audio channels")
+        if first.shape[0] == 0:
+            raise AudioDecodeError("no audio samples (0 frames)")
+        # Checked before resampling: soxr's filter would smear one NaN over its neighbours and the model would emit
+        # garbage without complaint.
+        if not np.isfinite(first).all():
+            raise AudioDecodeError("audio contains NaN or Inf samples")
+        if max_duration is not None and first.shape[0] > int(max_duration * reader.rate):
+            _too_long_while_decoding(first.shape[0] / reader.rate, max_duration)
+    except BaseException:
+        reader.close()
+        raise
+    info = AudioInfo(
+        source_sample_rate=reader.rate,
+        source_channels=reader.channels,
+        source_format=reader.source_format,
+        decoder=reader.decoder,
+        duration=reader.header_duration,
     )
+    return info, _stream_blocks(fileobj, reader, first, target_sample_rate, max_duration, block_seconds)
 
 
 def select_channels(audio: DecodedAudio, channel_mode: str, channel: int | None = None) -> list[NDArray[np.float32]]:
@@ -204,128 +259,303 @@ def from_pcm_bytes(data: bytes) -> NDArray[np.float32]:
 # --- internals ----------------------------------------------------------------------------------------------------
 
 
-def _decode(data: bytes, max_duration: float | None) -> _Raw:
-    """soundfile first, PyAV if soundfile fails; AudioDecodeError naming both complaints if neither can."""
-    try:
-        raw = _decode_soundfile(data, max_duration)
-    except _DecoderFailed as sf_failure:
-        try:
-            return _decode_pyav(data, max_duration)
-        except _DecoderFailed as av_failure:
-            both = f"soundfile: {sf_failure.reason}; pyav: {av_failure.reason}"
-            if sf_failure.unrecognised and av_failure.unrecognised:
-                raise AudioDecodeError(f"not an audio file: unrecognised format ({both})") from None
-            raise AudioDecodeError(f"corrupt or unsupported audio ({both})") from None
-    if raw.samples.shape[1] == 0:
-        # libsndfile trusts a WAV data-chunk size of 0, which streaming writers leave as a placeholder in front of
-        # real audio; FFmpeg reads such files to the end. Costs one extra open only for files that look empty.
-        try:
-            alt = _decode_pyav(data, max_duration)
-        except _DecoderFailed:
-            return raw
-        if alt.samples.shape[1] > 0:
-            return alt
-    return raw
+def _as_fileobj(source: BinaryIO | bytes) -> BinaryIO:
+    """bytes-like -> BytesIO; a file object is checked to be seekable and non-empty and rewound to 0."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise AudioDecodeError("empty file (0 bytes)")
+        return io.BytesIO(source)
+    if not (hasattr(source, "read") and hasattr(source, "seek")):
+        raise TypeError(f"source must be bytes or a binary file object, got {type(source).__name__}")
+    seekable = getattr(source, "seekable", None)
+    if seekable is not None and not seekable():
+        raise ValueError("source must be a seekable file object (both decoders seek)")
+    size = source.seek(0, io.SEEK_END)
+    source.seek(0)
+    if size == 0:
+        raise AudioDecodeError("empty file (0 bytes)")
+    return source
 
 
-def _decode_soundfile(data: bytes, max_duration: float | None) -> _Raw:
-    try:
-        f = sf.SoundFile(io.BytesIO(data))
-    except sf.LibsndfileError as e:
-        # SF_ERR_UNRECOGNISED_FORMAT (1): libsndfile has no idea what this is; anything else means a known but
-        # malformed header.
-        raise _DecoderFailed(_reason(e), unrecognised=e.code == 1) from None
-    except Exception as e:  # noqa: BLE001 - a decoder's failure must become a row error, never a crashed batch
-        raise _DecoderFailed(_reason(e)) from None
-    with f:
-        rate, n_channels = f.samplerate, f.channels
-        source_format = f"{f.format}/{f.subtype}"
-        if max_duration is not None:
-            # The header check: refuse before a single sample is read.
-            claimed = _header_duration(f)
-            if claimed is not None:
-                _check_duration(claimed, max_duration)
-        max_frames = None if max_duration is None or rate <= 0 else int(max_duration * rate)
-        blocks: list[NDArray[np.float32]] = []
-        n_read = 0
+class _SoundfileReader:
+    """libsndfile, read in blocks of (n, C) float32; every failure is a _DecoderFailed."""
+
+    decoder = "soundfile"
+
+    def __init__(self, fileobj: BinaryIO, block_seconds: float) -> None:
         try:
-            while True:
-                block = f.read(_SF_BLOCK_FRAMES, dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                blocks.append(block)
-                n_read += block.shape[0]
-                # For headers that do not know the length; bounds memory by max_duration rather than the file.
-                if max_frames is not None and n_read > max_frames:
-                    _too_long_while_decoding(n_read / rate, max_duration)
-        except AudioDecodeError:
-            raise
+            self._file = sf.SoundFile(fileobj)
+        except sf.LibsndfileError as e:
+            # SF_ERR_UNRECOGNISED_FORMAT (1): libsndfile has no idea what this is; anything else means a known but
+            # malformed header.
+            raise _DecoderFailed(_reason(e), unrecognised=e.code == 1) from None
+        except Exception as e:  # noqa: BLE001 - a decoder's failure must become a row error, never a crashed batch
+            raise _DecoderFailed(_reason(e)) from None
+        f = self._file
+        self.rate: int = f.samplerate
+        self.channels: int = f.channels
+        self.source_format = f"{f.format}/{f.subtype}"
+        self.header_duration = _header_duration(f)
+        self.prior_failure: str | None = None
+        self._block_frames = _block_frames(block_seconds, self.rate, self.channels)
+
+    def read(self) -> NDArray[np.float32]:
+        try:
+            return self._file.read(self._block_frames, dtype="float32", always_2d=True)
         except Exception as e:  # noqa: BLE001 - e.g. 'Internal psf_fseek() failed.' when a FLAC header lies
             raise _DecoderFailed(_reason(e)) from None
-    if not blocks:
-        interleaved = np.zeros((0, n_channels), dtype=np.float32)
-    elif len(blocks) == 1:
-        interleaved = blocks[0]
-    else:
-        interleaved = np.concatenate(blocks, axis=0)
-    # soundfile gives (N, C); the contract is (C, N). Contiguity is restored after resampling (or here if none).
-    return _Raw(samples=interleaved.T, sample_rate=rate, source_format=source_format, decoder="soundfile")
+
+    def close(self) -> None:
+        self._file.close()
 
 
-def _decode_pyav(data: bytes, max_duration: float | None) -> _Raw:
-    try:
-        container = av.open(io.BytesIO(data), mode="r")
-    except av.error.InvalidDataError as e:
-        raise _DecoderFailed(_reason(e), unrecognised=True) from None
-    except Exception as e:  # noqa: BLE001
-        raise _DecoderFailed(_reason(e)) from None
-    with container:
-        if not container.streams.audio:
-            raise _DecoderFailed(f"no audio stream in {container.format.name} container")
-        stream = container.streams.audio[0]
-        codec = stream.codec_context.name
-        if max_duration is not None and container.duration is not None and container.duration > 0:
-            # container.duration is in microseconds (AV_TIME_BASE); cheap, read from the container header.
-            _check_duration(container.duration / 1_000_000, max_duration)
-        planes: list[NDArray[np.float32]] = []
-        rate = 0
-        n_read = 0
-        resampler: av.AudioResampler | None = None
+class _PyAVReader:
+    """FFmpeg through PyAV: frames converted to packed float at the first frame's rate and layout, gathered into
+    blocks of (n, C) float32. Construction reads only the container header; `start` decodes the first frame."""
+
+    decoder = "pyav"
+
+    def __init__(self, fileobj: BinaryIO, block_seconds: float) -> None:
         try:
-            for frame in container.decode(stream):
-                if resampler is None:
-                    rate = frame.sample_rate
-                    # Convert only the sample format (to float planar, (C, n) per frame); the layout and rate stay the
-                    # source's, because channels are kept apart and soxr does the rate conversion.
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=rate)
-                for out in resampler.resample(frame):
-                    planes.append(out.to_ndarray())
-                n_read += frame.samples
-                if max_duration is not None and n_read > max_duration * rate:
-                    _too_long_while_decoding(n_read / rate, max_duration)
-            if resampler is not None:
-                for out in resampler.resample(None):
-                    planes.append(out.to_ndarray())
-        except AudioDecodeError:
+            self._container = av.open(fileobj, mode="r")
+        except av.error.InvalidDataError as e:
+            raise _DecoderFailed(_reason(e), unrecognised=True) from None
+        except Exception as e:  # noqa: BLE001
+            raise _DecoderFailed(_reason(e)) from None
+        container = self._container
+        if not container.streams.audio:
+            name = container.format.name
+            container.close()
+            raise _DecoderFailed(f"no audio stream in {name} container")
+        self._stream = container.streams.audio[0]
+        self.source_format = f"pyav:{self._stream.codec_context.name}"
+        # container.duration is in microseconds (AV_TIME_BASE); cheap, read from the container header.
+        duration = container.duration
+        self.header_duration = duration / 1_000_000 if duration is not None and duration > 0 else None
+        self.rate: int = self._stream.rate or 0
+        self.channels: int = self._stream.codec_context.channels
+        self.prior_failure: str | None = None
+        self._block_seconds = block_seconds
+        self._block_frames = 1
+        self._frames: Iterator[av.AudioFrame] | None = None
+        self._resampler: av.AudioResampler | None = None
+        self._pending: list[NDArray[np.float32]] = []
+        self._pending_frames = 0
+        self._eof = False
+
+    def start(self) -> None:
+        """Decode the first frame: its rate and layout are what every later frame is converted to."""
+        try:
+            self._frames = self._container.decode(self._stream)
+            first = next(self._frames, None)
+            if first is None:
+                self._eof = True
+                return
+            self.rate = first.sample_rate
+            self.channels = len(first.layout.channels)
+            # Only the sample format is converted (to packed float, ready for soxr as (n, C)); the layout and rate
+            # stay the source's, because channels are kept apart and soxr does the rate conversion.
+            self._resampler = av.AudioResampler(format="flt", layout=first.layout, rate=self.rate)
+            self._block_frames = _block_frames(self._block_seconds, self.rate, self.channels)
+            self._convert(first)
+        except _DecoderFailed:
             raise
         except Exception as e:  # noqa: BLE001
             raise _DecoderFailed(_reason(e)) from None
-    if not planes:
-        samples = np.zeros((stream.codec_context.channels, 0), dtype=np.float32)
+
+    def read(self) -> NDArray[np.float32]:
+        try:
+            while not self._eof and self._pending_frames < self._block_frames:
+                frame = next(self._frames, None) if self._frames is not None else None
+                if frame is None:
+                    self._eof = True
+                    if self._resampler is not None:
+                        self._convert(None)  # flush what the converter holds back
+                else:
+                    self._convert(frame)
+        except _DecoderFailed:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise _DecoderFailed(_reason(e)) from None
+        pending, self._pending, self._pending_frames = self._pending, [], 0
+        if not pending:
+            return np.zeros((0, max(self.channels, 0)), dtype=np.float32)
+        return pending[0] if len(pending) == 1 else np.concatenate(pending, axis=0)
+
+    def _convert(self, frame: av.AudioFrame | None) -> None:
+        assert self._resampler is not None
+        for out in self._resampler.resample(frame):
+            # Packed float comes back as (1, n * C).
+            block = out.to_ndarray().reshape(-1, self.channels).astype(np.float32, copy=False)
+            self._pending.append(block)
+            self._pending_frames += block.shape[0]
+
+    def close(self) -> None:
+        self._container.close()
+
+
+_Reader = _SoundfileReader | _PyAVReader
+
+
+def _block_frames(block_seconds: float, rate: int, channels: int) -> int:
+    limit = max(1, _MAX_BLOCK_SAMPLES // max(channels, 1))
+    return max(1, min(int(round(block_seconds * max(rate, 1))), limit))
+
+
+def _open(fileobj: BinaryIO, max_duration: float | None, block_seconds: float) -> tuple[_Reader, NDArray[np.float32]]:
+    """The probe: soundfile first, PyAV if soundfile cannot open the source or read its first block (or reads no
+    samples at all); returns the reader and its first block, or raises AudioDecodeError naming both complaints."""
+    try:
+        reader: _Reader = _SoundfileReader(fileobj, block_seconds)
+    except _DecoderFailed as failure:
+        sf_failure = failure
     else:
-        samples = np.concatenate(planes, axis=1).astype(np.float32, copy=False)
-    return _Raw(samples=samples, sample_rate=rate or stream.rate or 0, source_format=f"pyav:{codec}", decoder="pyav")
+        try:
+            if max_duration is not None and reader.header_duration is not None:
+                # The header check: refuse before a single sample is read.
+                _check_duration(reader.header_duration, max_duration)
+            first = reader.read()
+        except _DecoderFailed as failure:
+            reader.close()
+            sf_failure = failure
+        except BaseException:
+            reader.close()
+            raise
+        else:
+            if first.shape[0] > 0:
+                return reader, first
+            # libsndfile trusts a WAV data-chunk size of 0, which streaming writers leave as a placeholder in front
+            # of real audio; FFmpeg reads such files to the end. Costs one extra open only for files that look empty.
+            reader.close()
+            try:
+                alt, alt_first = _open_pyav(fileobj, max_duration, block_seconds)
+            except _DecoderFailed:
+                raise AudioDecodeError("no audio samples (0 frames)") from None
+            if alt_first.shape[0] == 0:
+                alt.close()
+                raise AudioDecodeError("no audio samples (0 frames)")
+            alt.prior_failure = "no audio samples (0 frames)"
+            return alt, alt_first
+    try:
+        reader, first = _open_pyav(fileobj, max_duration, block_seconds)
+    except _DecoderFailed as av_failure:
+        both = f"soundfile: {sf_failure.reason}; pyav: {av_failure.reason}"
+        if sf_failure.unrecognised and av_failure.unrecognised:
+            raise AudioDecodeError(f"not an audio file: unrecognised format ({both})") from None
+        raise AudioDecodeError(f"corrupt or unsupported audio ({both})") from None
+    reader.prior_failure = sf_failure.reason
+    return reader, first
 
 
-def _resample(samples: NDArray[np.float32], in_rate: int, out_rate: int) -> NDArray[np.float32]:
-    """(C, N) at in_rate to C-contiguous float32 (C, M) at out_rate."""
-    if in_rate == out_rate:
-        return np.ascontiguousarray(samples, dtype=np.float32)
-    # soxr takes (N, C) and filters all channels in one call.
-    resampled = soxr.resample(np.ascontiguousarray(samples.T, dtype=np.float32), in_rate, out_rate)
-    if resampled.ndim == 1:
-        resampled = resampled[:, None]
-    return np.ascontiguousarray(resampled.T, dtype=np.float32)
+def _open_pyav(fileobj: BinaryIO, max_duration: float | None, block_seconds: float) -> tuple[_PyAVReader, NDArray]:
+    fileobj.seek(0)
+    reader = _PyAVReader(fileobj, block_seconds)
+    try:
+        if max_duration is not None and reader.header_duration is not None:
+            _check_duration(reader.header_duration, max_duration)
+        reader.start()
+        first = reader.read()
+    except BaseException:
+        reader.close()
+        raise
+    return reader, first
+
+
+def _stream_blocks(
+    fileobj: BinaryIO,
+    reader: _Reader,
+    first: NDArray[np.float32],
+    target_rate: int,
+    max_duration: float | None,
+    block_seconds: float,
+) -> Iterator[NDArray[np.float32]]:
+    """The iterator half of stream_audio: `first` has passed the probe's checks; later blocks are checked here."""
+    rate, channels = reader.rate, reader.channels
+    max_frames = None if max_duration is None else int(max_duration * rate)
+    resampler = None if rate == target_rate else soxr.ResampleStream(rate, target_rate, channels, dtype="float32")
+    position = 0  # source frames decoded before `block`
+    produced = 0
+    block = first
+    try:
+        while True:
+            # One raw block of look-ahead, so that the block before the end is resampled with last=True and
+            # carries the resampler's tail (no tiny trailing block).
+            end = position + block.shape[0]
+            try:
+                upcoming = reader.read()
+            except _DecoderFailed as failure:
+                if reader.decoder != "soundfile":
+                    raise AudioDecodeError(_midway(end / rate, reader.prior_failure, failure.reason)) from None
+                reader.close()
+                reader, upcoming = _resume_with_pyav(fileobj, end, rate, channels, failure.reason, block_seconds)
+            last = upcoming.shape[0] == 0
+            out = block if resampler is None else resampler.resample_chunk(block, last=last)
+            position = end
+            if out.shape[0] > 0:
+                produced += out.shape[0]
+                yield _planar(out)
+            if last:
+                break
+            _check_block(upcoming, position, rate, max_frames, max_duration)
+            block = upcoming
+        if produced == 0:
+            raise AudioDecodeError(
+                f"no audio samples after resampling {position} frames from {rate} to {target_rate} Hz"
+            )
+    finally:
+        reader.close()
+
+
+def _check_block(
+    block: NDArray[np.float32], position: int, rate: int, max_frames: int | None, max_duration: float | None
+) -> None:
+    if max_frames is not None and position + block.shape[0] > max_frames:
+        assert max_duration is not None
+        _too_long_while_decoding((position + block.shape[0]) / rate, max_duration)
+    if not np.isfinite(block).all():
+        bad = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+        raise AudioDecodeError(f"audio contains NaN or Inf samples at {(position + bad) / rate:.1f} s")
+
+
+def _resume_with_pyav(
+    fileobj: BinaryIO, position: int, rate: int, channels: int, sf_reason: str, block_seconds: float
+) -> tuple[_PyAVReader, NDArray[np.float32]]:
+    """libsndfile failed after `position` good frames: go on with PyAV from the same frame, or raise the midway
+    error naming both complaints."""
+    try:
+        fileobj.seek(0)
+        alt = _PyAVReader(fileobj, block_seconds)
+    except _DecoderFailed as failure:
+        raise AudioDecodeError(_midway(position / rate, sf_reason, failure.reason)) from None
+    alt.prior_failure = sf_reason
+    try:
+        alt.start()
+        if (alt.rate, alt.channels) != (rate, channels):
+            raise _DecoderFailed(f"decodes {alt.rate} Hz x {alt.channels}, not {rate} Hz x {channels}")
+        skip = position
+        while True:
+            block = alt.read()
+            if block.shape[0] > skip:
+                return alt, block[skip:]
+            if block.shape[0] == 0:
+                return alt, block  # PyAV found no more than libsndfile did: the recording ends here
+            skip -= block.shape[0]
+    except _DecoderFailed as failure:
+        alt.close()
+        raise AudioDecodeError(_midway(position / rate, sf_reason, failure.reason)) from None
+    except BaseException:
+        alt.close()
+        raise
+
+
+def _midway(seconds: float, sf_reason: str | None, av_reason: str) -> str:
+    reasons = f"pyav: {av_reason}" if sf_reason is None else f"soundfile: {sf_reason}; pyav: {av_reason}"
+    return f"corrupt or unsupported audio: decoding failed at {seconds:.1f} s ({reasons})"
+
+
+def _planar(block: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(n, C) as the contract's C-contiguous (C, n) float32 (no copy for mono)."""
+    return np.ascontiguousarray(block.T, dtype=np.float32)
 
 
 def _header_duration(f: sf.SoundFile) -> float | None:

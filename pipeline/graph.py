@@ -1,7 +1,7 @@
-"""The Ray Data graph, left to right:
+"""The Ray Data graph of one wave of recordings, left to right:
 
-    source rows (manifests or a folder)  ->  fetch+decode (CPU tasks)  ->  transcribe (actor pool, GPU or CPU)
-        ->  assemble (languages, text, scores)  ->  Parquet sink
+    source rows  ->  fetch + decode + cut (CPU tasks)  ->  transcribe (actor pool, GPU or CPU)
+        ->  group by recording  ->  assemble (order, stitch, languages, scores)  ->  sink (recordings + segments)
 
 Each arrow is an explicit Arrow schema (`pipeline.records`). Nothing raises out of a stage for a bad input: the row
 carries its error to the sink.
@@ -9,18 +9,17 @@ carries its error to the sink.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, Dataset
 
-from connectors.manifests import list_audio, parse_manifest
-from connectors.storage import read_bytes
-from pipeline.assembly import RunInfo, assemble_batch
+from pipeline.assembly import RunInfo, assemble_group
 from pipeline.decode import DecodeSettings, decode_batch
 from pipeline.inference import TranscriptionActor
 from pipeline.models.base import ModelSettings
-from pipeline.records import SOURCE_SCHEMA, to_table
 
 
 @dataclass(frozen=True)
@@ -32,28 +31,12 @@ class ComputeSettings:
     max_actors: int
     decode_cpus: float
     rows_per_block: int
-    rows_per_call: int  # rows handed to one actor call: several model batches, so they can be sorted by length
-
-
-def _manifest_rows(item: dict) -> list[dict]:
-    url = item["manifest"]
-    return parse_manifest(url, read_bytes(url))
-
-
-def source_rows(manifests: list[str], audio_dir: str | None, rows_per_block: int) -> Dataset:
-    """One row per manifest line (or audio file), split into small blocks so decoding spreads over many tasks."""
-    if manifests:
-        files = ray.data.from_items([{"manifest": url} for url in manifests])
-        rows = files.flat_map(_manifest_rows)
-    else:
-        rows = ray.data.from_items(list_audio(audio_dir))
-    rows = rows.map_batches(lambda b: to_table(b.to_pylist(), SOURCE_SCHEMA), batch_format="pyarrow")
-    # Streaming repartition (no shuffle): a 100k-line manifest is one block after parsing; decode needs many.
-    return rows.repartition(target_num_rows_per_block=rows_per_block)
+    rows_per_call: int  # segments handed to one actor call: several model batches, so they can be sorted by length
+    rows_per_file: int
 
 
 def transcription_graph(
-    rows: Dataset,
+    source: pa.Table,
     decode: DecodeSettings,
     model: ModelSettings,
     adapter: str,
@@ -61,15 +44,17 @@ def transcription_graph(
     run: RunInfo,
     compute: ComputeSettings,
 ) -> Dataset:
+    # Streaming repartition (no shuffle): the wave arrives as one block; decoding needs many small ones.
+    rows = ray.data.from_arrow(source).repartition(target_num_rows_per_block=compute.rows_per_block)
     decode_cpus = compute.decode_cpus
-    decoded = rows.map_batches(
-        decode_batch, fn_kwargs={"settings": decode}, batch_format="pyarrow", batch_size=None,
-        # Ray fuses a task stage into the actor stage after it, unless the stage computes its resources: then
-        # decoding would run inside the actor, one file at a time, with the accelerator waiting.
+    segments = rows.map_batches(
+        decode_batch, fn_kwargs={"settings": decode}, batch_format="pyarrow", batch_size=1,
+        # Ray fuses a task stage into the actor stage after it unless the stage computes its resources: decoding
+        # would then run inside the actor, one file at a time, with the accelerator waiting.
         ray_remote_args_fn=lambda: {"num_cpus": decode_cpus},
     )
     resources = {"num_gpus": compute.gpus_per_actor} if compute.use_gpu else {}
-    transcribed = decoded.map_batches(
+    transcribed = segments.map_batches(
         TranscriptionActor,
         fn_constructor_kwargs={"settings": model, "adapter": adapter, "target_lang": target_lang},
         batch_format="pyarrow",
@@ -79,4 +64,9 @@ def transcription_graph(
         num_cpus=compute.cpus_per_actor,
         **resources,
     )
-    return transcribed.map_batches(assemble_batch, fn_kwargs={"run": run}, batch_format="pyarrow", batch_size=None)
+    # Text rows only from here on (the audio stayed in the actor): the shuffle is small. One partition per output
+    # file, so each write task writes one pair of files of about rows_per_file recordings.
+    partitions = max(1, math.ceil(source.num_rows / compute.rows_per_file))
+    return transcribed.groupby("row_id", num_partitions=partitions).map_groups(
+        assemble_group, fn_kwargs={"run": run}, batch_format="pyarrow"
+    )

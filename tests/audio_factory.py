@@ -22,3 +22,16 @@ def write_tone(path: Path, seconds: float = 1.0, sample_rate: int = 16000, chann
     path = Path(path)
     sf.write(path, tone(seconds, sample_rate, channels=channels), sample_rate, format=fmt, subtype=subtype)
     return path
+
+
+def bursts(seconds: float, on: list[tuple[float, float]], sample_rate: int = 16000, freq: float = 220.0,
+           seed: int = 0) -> np.ndarray:
+    """Silence (faint noise) with loud 'speech-like' bursts (a tone plus noise) over the (start, end) spans in `on`."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    x = (0.001 * rng.standard_normal(n)).astype(np.float32)
+    t = np.arange(n) / sample_rate
+    for start, end in on:
+        a, b = int(start * sample_rate), min(n, int(end * sample_rate))
+        x[a:b] += (0.3 * np.sin(2 * np.pi * freq * t[a:b]) + 0.05 * rng.standard_normal(b - a)).astype(np.float32)
+    return x

@@ -14,7 +14,10 @@ import polars as pl
 import pytest
 
 from jobs.transcribe import main, plan, run
-from tests.audio_factory import write_tone
+import numpy as np
+import soundfile as sf
+
+from tests.audio_factory import bursts, write_tone
 
 
 def write_manifest(path: Path, lines: list) -> Path:
@@ -71,7 +74,7 @@ def test_local_job_accounts_for_every_row(ray_session, tiny_model, corpus, tmp_p
     assert by_line[7]["error"].startswith("fetch: file not found") and "missing.wav" in by_line[7]["error"]
     assert by_line[8]["error"].startswith("language: unknown target_lang 'xx-XX'") and "en-US" in by_line[8]["error"]
     assert by_line[9]["error"].startswith("manifest: line 9 is not valid JSON")
-    assert summary.failed_rows == 5 and summary.errors_by_stage == {"decode": 2, "fetch": 1, "language": 1,
+    assert summary.failed_rows == 5 and summary.segments == 5 and summary.errors_by_stage == {"decode": 2, "fetch": 1, "language": 1,
                                                                      "manifest": 1}
     assert errors  # every path present
     # Per-row language override, job-wide default, metadata carried through, scores where a reference exists.
@@ -140,3 +143,72 @@ def test_bad_config_stops_before_work(tiny_model, corpus, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "att_context_size [56,2] is not offered" in err and "[56,13]" in err
     assert not (out / "recordings").exists()
+
+
+def test_long_recording_is_cut_into_segments_that_cover_it(ray_session, tiny_model, tmp_path):
+    """A 6-minute recording with pauses: cut at pauses into segments of at most max_segment_seconds, batched like
+    any clip, stitched back in order; the segments cover the recording and the duration is right."""
+    speech = [(s, s + 7.0) for s in np.arange(0.5, 360, 9.0)]  # 7 s of 'speech', 2 s pauses
+    audio = tmp_path / "long.flac"
+    sf.write(audio, bursts(360.0, speech), 16000, format="FLAC")
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"audio_filepath": str(audio), "text": "a b c"}])
+    out = tmp_path / "out"
+    summary = run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}",
+                        "max_segment_seconds=20", "min_segment_seconds=8"]))
+    rec = pl.read_parquet(out / "recordings").row(0, named=True)
+    segs = duckdb.sql(f"select * from '{out}/segments/*.parquet' order by segment_index").pl()
+    assert summary.rows == 1 and rec["error"] is None
+    assert rec["duration"] == pytest.approx(360.0, abs=1e-3)
+    assert rec["num_segments"] == segs.height == summary.segments and segs.height >= 360 / 20
+    assert segs["segment_index"].to_list() == list(range(segs.height))
+    assert segs["start"][0] == 0.0 and segs["end"][-1] == pytest.approx(360.0, abs=1e-3)
+    assert ((segs["end"] - segs["start"]) <= 20.0 + 1e-6).all()
+    # Cut at pauses: consecutive segments touch exactly (no gap, no overlap), and every cut is inside a pause.
+    assert (segs["start"][1:].to_numpy() == segs["end"][:-1].to_numpy()).all()
+    for cut in segs["start"][1:]:
+        assert not any(a < cut < b for a, b in speech), cut
+    assert rec["text"] == " ".join(t for t in segs["text"].to_list() if t)
+
+
+def test_stereo_call_split_into_channels_and_conversation(ray_session, tiny_model, tmp_path):
+    """Agent on the left, customer on the right, taking turns: split mode gives one stream per channel, named
+    segments, and a conversation view of both sides in time order."""
+    agent_turns, customer_turns = [(0.5, 4.0), (12.5, 16.0)], [(6.5, 10.0), (18.5, 22.0)]
+    left = bursts(24.0, agent_turns, freq=200.0, seed=1)
+    right = bursts(24.0, customer_turns, freq=330.0, seed=2)
+    sf.write(tmp_path / "call.wav", np.stack([left, right], axis=1), 16000, subtype="PCM_16")
+    sf.write(tmp_path / "mono.wav", left, 16000, subtype="PCM_16")
+    manifest = write_manifest(tmp_path / "m.jsonl", [
+        {"audio_filepath": "call.wav"},
+        {"audio_filepath": "call.wav", "channel_mode": "mix", "copy": 2},
+        {"audio_filepath": "call.wav", "channel": 1, "copy": 3},
+        {"audio_filepath": "mono.wav"},
+    ])
+    out = tmp_path / "out"
+    run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}",
+              "channel_mode=split", "channel_names=[agent,customer]", "max_segment_seconds=6",
+              "min_segment_seconds=2"]))
+    recs = {r["line"]: r for r in pl.read_parquet(out / "recordings").iter_rows(named=True)}
+    segs = duckdb.sql(f"select r.line, s.* from '{out}/segments/*.parquet' s "
+                      f"join '{out}/recordings/*.parquet' r using (row_id) order by r.line, channel, start").pl()
+    split = segs.filter(pl.col("line") == 1)
+    assert sorted(set(split["channel"].to_list())) == [0, 1]
+    assert set(zip(split["channel"].to_list(), split["speaker"].to_list())) == {(0, "agent"), (1, "customer")}
+    for channel in (0, 1):
+        mine = split.filter(pl.col("channel") == channel)
+        assert mine["start"][0] == 0.0 and mine["end"][-1] == pytest.approx(24.0, abs=1e-3)
+        turns = agent_turns if channel == 0 else customer_turns
+        for cut in mine["start"][1:]:  # cuts fall in this side's pauses, not inside its turns
+            assert not any(a < cut < b for a, b in turns), (channel, cut)
+    conversation = recs[1]["conversation"]
+    assert recs[1]["channel_mode"] == "split" and conversation
+    starts = [t["start"] for t in conversation]
+    assert starts == sorted(starts)
+    assert {t["speaker"] for t in conversation} == {"agent", "customer"}
+    assert recs[1]["text"] == " ".join(t["text"] for t in conversation)
+    # A row may ask for mix; a row may pick one channel (as NeMo's channel_selector); mono files stay one stream.
+    assert recs[2]["channel_mode"] == "mix" and recs[2]["conversation"] is None
+    assert set(segs.filter(pl.col("line") == 2)["channel"].to_list()) == {None}
+    assert set(segs.filter(pl.col("line") == 3)["channel"].to_list()) == {1}
+    assert set(segs.filter(pl.col("line") == 4)["channel"].to_list()) == {None}
+    assert all(r["error"] is None for r in recs.values())

@@ -1,0 +1,210 @@
+"""Tests for connectors.storage: URL helpers, glob expansion, reads (local and S3), retries."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from connectors import storage
+from connectors.storage import expand, is_transient, is_url, parent_of, protocol_of, read_bytes, resolve, with_retries
+
+# --- URL helpers --------------------------------------------------------------------------------------------------
+
+
+def test_is_url() -> None:
+    assert is_url("s3://bucket/key.wav")
+    assert is_url("gs://bucket/key.wav")
+    assert is_url("file:///tmp/x.wav")
+    assert is_url("https://host/x.wav")
+    assert is_url("s3a://bucket/x")
+    assert not is_url("/tmp/x.wav")
+    assert not is_url("relative/x.wav")
+    assert not is_url("c:/x.wav")
+    assert not is_url("")
+
+
+def test_protocol_of() -> None:
+    assert protocol_of("s3://b/k") == "s3"
+    assert protocol_of("S3://b/k") == "s3"
+    assert protocol_of("gs://b/k") == "gs"
+    assert protocol_of("file:///tmp/x") == "file"
+    assert protocol_of("/tmp/x") == "file"
+    assert protocol_of("x.wav") == "file"
+
+
+def test_resolve_local() -> None:
+    assert resolve("a.wav", "/data/m") == "/data/m/a.wav"
+    assert resolve("sub/./a.wav", "/data/m") == "/data/m/sub/a.wav"
+    assert resolve("../a.wav", "/data/m") == "/data/a.wav"
+    assert resolve("/abs/a.wav", "/data/m") == "/abs/a.wav"
+    assert resolve("s3://b/a.wav", "/data/m") == "s3://b/a.wav"
+    # No base folder: the path as given.
+    assert resolve("a.wav", "") == "a.wav"
+
+
+def test_resolve_url_base() -> None:
+    assert resolve("a.wav", "s3://bucket/m") == "s3://bucket/m/a.wav"
+    assert resolve("../x/a.wav", "s3://bucket/m/day1") == "s3://bucket/m/x/a.wav"
+    assert resolve("./a.wav", "gs://bucket") == "gs://bucket/a.wav"
+    assert resolve("/abs/a.wav", "s3://bucket/m") == "/abs/a.wav"
+    assert resolve("https://h/a.wav", "s3://bucket/m") == "https://h/a.wav"
+
+
+def test_parent_of() -> None:
+    assert parent_of("s3://bucket/calls/m.jsonl") == "s3://bucket/calls"
+    assert parent_of("s3://bucket/m.jsonl") == "s3://bucket"
+    assert parent_of("/data/calls/m.jsonl") == "/data/calls"
+    assert parent_of("calls/m.jsonl") == os.path.join(os.getcwd(), "calls")
+
+
+# --- expand -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def manifest_dir(tmp_path):
+    for name in ["a.jsonl", "b.jsonl", "c.json", "sub/d.jsonl"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+    return tmp_path
+
+
+def test_expand_glob(manifest_dir) -> None:
+    assert expand(f"{manifest_dir}/*.jsonl") == [f"{manifest_dir}/a.jsonl", f"{manifest_dir}/b.jsonl"]
+    assert expand(f"{manifest_dir}/**/*.jsonl") == [
+        f"{manifest_dir}/a.jsonl", f"{manifest_dir}/b.jsonl", f"{manifest_dir}/sub/d.jsonl"]
+    assert expand(f"{manifest_dir}/[bc].*") == [f"{manifest_dir}/b.jsonl", f"{manifest_dir}/c.json"]
+
+
+def test_expand_comma_list(manifest_dir) -> None:
+    got = expand(f" {manifest_dir}/c.json , {manifest_dir}/sub/*.jsonl,,{manifest_dir}/a.jsonl ")
+    assert got == [f"{manifest_dir}/c.json", f"{manifest_dir}/sub/d.jsonl", f"{manifest_dir}/a.jsonl"]
+
+
+def test_expand_missing(manifest_dir) -> None:
+    assert expand(f"{manifest_dir}/nope.jsonl") == []
+    assert expand(f"{manifest_dir}/*.csv") == []
+    # A folder is not a manifest file.
+    assert expand(f"{manifest_dir}/sub") == []
+    assert expand(f"{manifest_dir}/nope.jsonl,{manifest_dir}/a.jsonl") == [f"{manifest_dir}/a.jsonl"]
+
+
+def test_expand_s3(s3fs_client, bucket) -> None:
+    for key in ["m/2.jsonl", "m/1.jsonl", "m/x.txt"]:
+        s3fs_client.pipe(f"{bucket}/{key}", b"{}\n")
+    assert expand(f"s3://{bucket}/m/*.jsonl") == [f"s3://{bucket}/m/1.jsonl", f"s3://{bucket}/m/2.jsonl"]
+    assert expand(f"s3://{bucket}/m/x.txt") == [f"s3://{bucket}/m/x.txt"]
+    assert expand(f"s3://{bucket}/m/missing.jsonl") == []
+
+
+# --- read_bytes ---------------------------------------------------------------------------------------------------
+
+
+def test_read_bytes_local(tmp_path) -> None:
+    payload = bytes(range(256)) * 10
+    (tmp_path / "x.bin").write_bytes(payload)
+    assert read_bytes(str(tmp_path / "x.bin")) == payload
+    assert read_bytes(f"file://{tmp_path}/x.bin") == payload
+    assert read_bytes(str(tmp_path / "x.bin"), max_bytes=len(payload)) == payload
+
+
+def test_read_bytes_local_missing_raises_at_once(tmp_path, monkeypatch) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr(storage.time, "sleep", sleeps.append)
+    with pytest.raises(FileNotFoundError):
+        read_bytes(str(tmp_path / "missing.wav"))
+    assert sleeps == []
+
+
+def test_read_bytes_s3(s3fs_client, bucket) -> None:
+    payload = os.urandom(70_000)
+    s3fs_client.pipe(f"{bucket}/audio/x.wav", payload)
+    assert read_bytes(f"s3://{bucket}/audio/x.wav") == payload
+    with pytest.raises(FileNotFoundError):
+        read_bytes(f"s3://{bucket}/audio/missing.wav")
+
+
+def test_read_bytes_refuses_over_max_bytes(tmp_path, s3fs_client, bucket, monkeypatch) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr(storage.time, "sleep", sleeps.append)
+    (tmp_path / "big.bin").write_bytes(b"\0" * (3 * 2**20))
+    with pytest.raises(ValueError, match=r"^file is 3\.0 MiB, over max_file_mb=2$"):
+        read_bytes(str(tmp_path / "big.bin"), max_bytes=2 * 2**20)
+    s3fs_client.pipe(f"{bucket}/big.bin", b"\0" * 2000)
+    with pytest.raises(ValueError, match="max_file_mb"):
+        read_bytes(f"s3://{bucket}/big.bin", max_bytes=1999)
+    # A size refusal is permanent: no retry.
+    assert sleeps == []
+
+
+def test_size_refusal_is_not_retried_whatever_the_limit(tmp_path, monkeypatch) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr(storage.time, "sleep", sleeps.append)
+    big = tmp_path / "big.wav"
+    with open(big, "wb") as handle:
+        handle.truncate(600 * 2**20)  # sparse: 600 MiB listed, nothing written
+    with pytest.raises(ValueError, match=r"file is 600\.0 MiB, over max_file_mb=500"):
+        read_bytes(str(big), max_bytes=500 * 2**20)
+    assert sleeps == []
+
+
+# --- retries ------------------------------------------------------------------------------------------------------
+
+
+def test_with_retries_retries_transient_then_succeeds() -> None:
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ConnectionError("Connection reset by peer")
+        return "ok"
+
+    assert with_retries(flaky, base_delay=0.001) == "ok"
+    assert len(calls) == 3
+
+
+def test_with_retries_backoff_doubles(monkeypatch) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr(storage.time, "sleep", sleeps.append)
+    calls = []
+
+    def always_slow() -> None:
+        calls.append(1)
+        raise OSError("SlowDown: please reduce your request rate")
+
+    with pytest.raises(OSError, match="SlowDown"):
+        with_retries(always_slow, attempts=4, base_delay=0.5)
+    assert len(calls) == 4
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_with_retries_does_not_retry_permanent_errors() -> None:
+    for error in (FileNotFoundError("no such key"), PermissionError("AccessDenied"), ValueError("bad")):
+        calls = []
+
+        def fails() -> None:
+            calls.append(1)
+            raise error
+
+        with pytest.raises(type(error)):
+            with_retries(fails, base_delay=0.001)
+        assert len(calls) == 1, error
+
+
+def test_is_transient() -> None:
+    assert is_transient(OSError("An error occurred (SlowDown) when calling the GetObject operation"))
+    assert is_transient(ConnectionError("boom"))
+    assert is_transient(ConnectionResetError())
+    assert is_transient(TimeoutError())
+    assert is_transient(OSError("Read timed out."))
+    assert is_transient(RuntimeError("ServiceUnavailable"))
+    assert is_transient(OSError("Throttling: rate exceeded"))
+    assert not is_transient(PermissionError("Access Denied"))
+    assert not is_transient(FileNotFoundError("s3://b/k"))
+    # The type decides before the text: a missing key whose message looks transient is still permanent.
+    assert not is_transient(FileNotFoundError("timed out"))
+    assert not is_transient(PermissionError("SlowDown"))
+    assert not is_transient(IsADirectoryError("x"))
+    assert not is_transient(ValueError("invalid literal"))
+    assert not is_transient(KeyError("x"))
