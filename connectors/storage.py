@@ -26,6 +26,34 @@ _TRANSIENT_TEXT = re.compile(
 )
 
 
+# Environment variables whose values are credentials: never echoed, wherever they turn up in a message.
+SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                   "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN",
+                   "AZURE_STORAGE_CONNECTION_STRING", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+_URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#'\"]*)\?[^\s'\"]*")
+_CREDENTIAL_PAIR = re.compile(
+    r"((?:signature|x-amz-[a-z-]*|sig|token|secret|password|passwd|access[_-]?key|api[_-]?key|credential)s?"
+    r"[\"']?\s*[=:]\s*[\"']?)[^\s&\"',;]+",
+    re.IGNORECASE,
+)
+_USERINFO = re.compile(r"(://)[^/\s:@]+:[^/\s@]+@")
+
+
+def redact(text: str | None) -> str | None:
+    """`text` without credentials: the query of every URL (signed URLs carry their signature there), `user:pass@`
+    in URLs, `key=value` pairs that name a secret, and the value of any credential environment variable."""
+    if not text:
+        return text
+    text = _URL_QUERY.sub(r"\1?<redacted>", text)
+    text = _USERINFO.sub(r"\1<redacted>@", text)
+    text = _CREDENTIAL_PAIR.sub(r"\1<redacted>", text)
+    for name in SECRET_ENV_VARS:
+        value = os.environ.get(name)
+        if value and len(value) >= 6:
+            text = text.replace(value, "<redacted>")
+    return text
+
+
 def is_url(path: str) -> bool:
     return bool(_URL.match(path))
 

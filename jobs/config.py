@@ -37,7 +37,10 @@ class TranscribeConfig:
     target_lang: str = "auto"
     att_context_size: Optional[list[int]] = None
     strip_lang_tags: bool = True
+    timestamps: bool = False
+    confidence: bool = False
     batch_size: int = 16
+    max_batch_seconds: Optional[float] = None
     # Compute.
     device: str = "auto"
     dtype: str = "float32"

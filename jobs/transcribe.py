@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from connectors.manifests import source_table
 from connectors.model_store import localize
 from connectors.parquet_sink import TranscriptSink, clean_uncommitted, committed_row_ids
-from connectors.storage import filesystem
+from connectors.storage import filesystem, redact
 from jobs.config import ConfigError, TranscribeConfig, check_inputs, check_model, load_config
 from pipeline.assembly import RunInfo
 from pipeline.decode import DecodeSettings
@@ -134,12 +134,14 @@ def run(p: Plan) -> RunSummary:
         if done else source
     summary = RunSummary(run_id=run_id, skipped_rows=source.num_rows - todo.num_rows)
     if summary.skipped_rows:
-        log.info("%d of %d row(s) already in %s: skipped", summary.skipped_rows, source.num_rows, cfg.output_path)
+        log.info("%d of %d row(s) already in %s: skipped", summary.skipped_rows, source.num_rows,
+                 redact(cfg.output_path))
 
     connect_ray(cfg)
     compute = compute_settings(cfg)
     model = ModelSettings(model_path=cfg.model_path, att_context_size=p.att_context_size, device=cfg.device,
-                          dtype=cfg.dtype, batch_size=cfg.batch_size)
+                          dtype=cfg.dtype, batch_size=cfg.batch_size, max_batch_seconds=cfg.max_batch_seconds,
+                          timestamps=cfg.timestamps, confidence=cfg.confidence)
     info = RunInfo(run_id=run_id, model=cfg.model_path, att_context_size=p.att_context_size,
                    keep_raw_text=not cfg.strip_lang_tags, channel_names=tuple(cfg.channel_names))
     decode = DecodeSettings(
@@ -174,9 +176,11 @@ def run(p: Plan) -> RunSummary:
 
 def write_run_record(cfg: TranscribeConfig, p: Plan, summary: RunSummary) -> None:
     """`<output_path>/runs/<run_id>.json`: the configuration and the summary, for reports and for audits."""
+    config = {k: redact(v) if isinstance(v, str) else v
+              for k, v in OmegaConf.to_container(OmegaConf.structured(cfg)).items()}
     record = {
         "run_id": summary.run_id,
-        "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
+        "config": config,
         "att_context_size": list(p.att_context_size) if p.att_context_size else None,
         "model_class": p.card.model_class,
         "summary": {**asdict(summary), "audio_seconds_per_second": summary.audio_seconds_per_second},
@@ -197,11 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         p = plan(args)
-        log.info("model %s (%s): att_context_size %s, locales %s", p.cfg.model_path, p.card.model_class,
+        log.info("model %s (%s): att_context_size %s, locales %s", redact(p.cfg.model_path), p.card.model_class,
                  p.att_context_size, ", ".join(p.card.locales))
         summary = run(p)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
         return 2
     print("\n".join(summary.lines()))
     return 0

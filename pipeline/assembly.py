@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from pipeline.language import LanguageSpan, dominant_language, language_shares, split_by_language, strip_language_tags
+from connectors.storage import redact
+
+from pipeline.language import (
+    LanguageSpan,
+    dominant_language,
+    language_shares,
+    split_by_language,
+    strip_language_tags,
+    tags_in,
+)
 from pipeline.records import ASSEMBLED_SCHEMA, to_table
 from pipeline.scoring import score
 from pipeline.segmenter import merge_overlap
@@ -38,22 +47,61 @@ class RunInfo:
                 "att_context_size": list(self.att_context_size) if self.att_context_size else None}
 
 
-def _segment_row(row: dict, run: RunInfo, previous_words: list[str] | None) -> tuple[dict, list[LanguageSpan], list[str]]:
+def sentences_and_words(raw: str, words: list[dict] | None, offset: float, limit: float, fallback: str | None,
+                        after: float | None = None) -> tuple[list[dict], list[dict]]:
+    """Sentences (text, language from the tag that closes them, start/end when timed) and tag-free words with
+    absolute times, clamped to the segment's end `limit` (the last frame's end can round past it). Words starting
+    before `after` (the previous segment's last word, across a forced cut) duplicate that segment's words and are
+    dropped."""
+    if not words:
+        spans = split_by_language(raw, fallback=fallback)
+        return [{"text": sp.text, "language": sp.language, "start": None, "end": None} for sp in spans], []
+    sentences: list[dict] = []
+    clean_words: list[dict] = []
+    current: list[dict] = []
+
+    def close(language: str | None) -> None:
+        if current:
+            sentences.append({"text": " ".join(w["word"] for w in current), "language": language,
+                              "start": current[0]["start"], "end": current[-1]["end"]})
+            current.clear()
+
+    for w in words:
+        start, end = min(offset + w["start"], limit), min(offset + w["end"], limit)
+        tags = tags_in(w["word"])
+        text = strip_language_tags(w["word"])
+        if text and (after is None or start >= after):
+            word = {"word": text, "start": start, "end": end, "confidence": w.get("confidence")}
+            current.append(word)
+            clean_words.append(word)
+        if tags:
+            close(tags[-1])
+    close(fallback)
+    return sentences, clean_words
+
+
+def _segment_row(row: dict, run: RunInfo, previous_words: list[str] | None,
+                 previous_end: float | None) -> tuple[dict, list[LanguageSpan], list[str]]:
     """The output row of one segment, its language spans, and its own words (before overlap removal)."""
     target = row.get("target_lang")
     fallback = target if target and target != "auto" else None
     out = {"row_id": row["row_id"], "segment_index": row["segment_index"], "channel": row["channel"],
            "speaker": run.speaker(row["channel"]), "start": row["start"], "end": row["end"], "target_lang": target,
-           "error": row.get("error"), "audio_filepath": row.get("audio_filepath"),
+           "error": row.get("error"), "audio_filepath": redact(row.get("audio_filepath")),
+           "confidence": row.get("confidence"),
            "raw_text": row.get("raw_text") if run.keep_raw_text else None, **run.columns()}
     raw = row.get("raw_text")
     if raw is None or row.get("error"):
         return out, [], []
     spans = split_by_language(raw, fallback=fallback)
     words = strip_language_tags(raw).split()
-    kept = merge_overlap(previous_words, words) if previous_words and (row.get("overlap_before") or 0) > 0 else words
+    forced_cut = (row.get("overlap_before") or 0) > 0
+    kept = merge_overlap(previous_words, words) if previous_words and forced_cut else words
     out["text"] = " ".join(kept)
     out["language"] = dominant_language(spans, fallback=fallback)
+    out["sentences"], timed = sentences_and_words(raw, row.get("words"), row["start"] or 0.0, row["end"], fallback,
+                                                  after=previous_end if forced_cut else None)
+    out["words"] = timed or None
     return out, spans, words
 
 
@@ -63,16 +111,22 @@ def assemble_recording(rows: list[dict], run: RunInfo) -> dict:
     recording = {k: rows[0].get(k) for k in ("row_id", "audio_filepath", "target_lang", "channel_mode",
                                               "reference_text", "manifest", "line", "audio_url", "manifest_duration",
                                               "source_sample_rate", "source_channels", "metadata")}
+    for key in ("audio_filepath", "audio_url", "manifest", "metadata"):  # a signed URL is a credential
+        recording[key] = redact(recording[key])
     recording["error"] = next((r["error"] for r in rows if r.get("error")), None)
     recording.update(run.columns())
 
     segments, spans, raw_texts = [], [], []
     previous: dict[int | None, list[str]] = {}
+    previous_end: dict[int | None, float] = {}
     for row in rows:
         if row.get("segment_index") is None:
             continue  # a recording that failed before it was cut: only its error travels
-        out, seg_spans, words = _segment_row(row, run, previous.get(row.get("channel")))
-        previous[row.get("channel")] = words
+        channel = row.get("channel")
+        out, seg_spans, words = _segment_row(row, run, previous.get(channel), previous_end.get(channel))
+        previous[channel] = words
+        if out.get("words"):
+            previous_end[channel] = out["words"][-1]["end"]
         segments.append(out)
         spans.extend(seg_spans)
         if row.get("raw_text"):
@@ -93,6 +147,9 @@ def assemble_recording(rows: list[dict], run: RunInfo) -> dict:
         recording["text"] = " ".join(s["text"] for s in turns)
         recording["language"] = dominant_language(spans, fallback=fallback)
         recording["language_shares"] = language_shares(spans, fallback=fallback)
+        recording["language_mismatch"] = bool(fallback and recording["language"] and recording["language"] != fallback)
+        confidences = [s["confidence"] for s in segments if s.get("confidence") is not None]
+        recording["confidence"] = sum(confidences) / len(confidences) if confidences else None
         if run.keep_raw_text:
             recording["raw_text"] = " ".join(raw_texts)
         if recording.get("reference_text") is not None and not recording["error"]:

@@ -9,7 +9,7 @@ adapter groups them by duration to cut padding.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pyarrow as pa
 
@@ -47,6 +47,8 @@ class TranscriptionActor:
             else:
                 row["raw_text"] = output.raw_text
                 row["num_tokens"] = output.num_tokens
+                row["words"] = [asdict(w) for w in output.words] or None
+                row["confidence"] = output.confidence
         return to_table(rows, TRANSCRIBED_SCHEMA)
 
     def _transcribe(self, rows: list[dict]) -> list:

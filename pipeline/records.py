@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from connectors.storage import redact
+
 # A manifest row (or a file found under `audio_dir`), as read.
 SOURCE_FIELDS = [
     pa.field("row_id", pa.string(), nullable=False),
@@ -46,12 +48,28 @@ SEGMENT_FIELDS = [
 ]
 DECODED_SCHEMA = pa.schema(SOURCE_FIELDS + SEGMENT_FIELDS + [pa.field("samples", pa.large_binary())])
 
+WORD_TYPE = pa.struct([
+    pa.field("word", pa.string()),
+    pa.field("start", pa.float64()),  # seconds: from the segment's start after inference, absolute in the output
+    pa.field("end", pa.float64()),
+    pa.field("confidence", pa.float64()),
+])
+
+SENTENCE_TYPE = pa.struct([
+    pa.field("text", pa.string()),
+    pa.field("language", pa.string()),  # the tag the model wrote after the sentence
+    pa.field("start", pa.float64()),  # absolute, when timestamps are on
+    pa.field("end", pa.float64()),
+])
+
 # After inference: the raw hypothesis with its language tags.
 TRANSCRIBED_SCHEMA = pa.schema(
     SOURCE_FIELDS + SEGMENT_FIELDS + [
         pa.field("target_lang", pa.string()),
         pa.field("raw_text", pa.string()),
         pa.field("num_tokens", pa.int32()),
+        pa.field("words", pa.list_(WORD_TYPE)),
+        pa.field("confidence", pa.float64()),
     ]
 )
 
@@ -71,6 +89,9 @@ SEGMENTS_SCHEMA = pa.schema([
     pa.field("end", pa.float64()),
     pa.field("text", pa.string()),
     pa.field("language", pa.string()),
+    pa.field("sentences", pa.list_(SENTENCE_TYPE)),
+    pa.field("words", pa.list_(WORD_TYPE)),  # timestamps=true
+    pa.field("confidence", pa.float64()),  # confidence=true: mean word confidence
     pa.field("target_lang", pa.string()),
     pa.field("raw_text", pa.string()),
     pa.field("error", pa.string()),
@@ -95,6 +116,8 @@ RECORDINGS_SCHEMA = pa.schema([
     pa.field("language", pa.string()),
     pa.field("language_shares", pa.map_(pa.string(), pa.float64())),
     pa.field("target_lang", pa.string()),
+    pa.field("language_mismatch", pa.bool_()),  # a locale was asked for and another was heard
+    pa.field("confidence", pa.float64()),
     pa.field("channel_mode", pa.string()),
     pa.field("num_segments", pa.int32()),
     pa.field("conversation", pa.list_(TURN_TYPE)),  # split mode: both sides' turns in time order
@@ -129,7 +152,8 @@ def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
 
 
 def with_error(row: dict, stage: str, message: str) -> dict:
-    """Mark a row failed at `stage`, keeping the first error if it already had one."""
+    """Mark a row failed at `stage`, keeping the first error if it already had one. Credentials in the message (a
+    signed URL's signature, a key) are redacted: errors end up in Parquet files that many people read."""
     if not row.get("error"):
-        row["error"] = f"{stage}: {message}"
+        row["error"] = redact(f"{stage}: {message}")
     return row

@@ -43,6 +43,9 @@ class ModelSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast on GPU only)
     batch_size: int = 16
+    max_batch_seconds: float | None = None  # cap on padded audio seconds per forward pass (duration buckets)
+    timestamps: bool = False  # word timestamps
+    confidence: bool = False  # word confidence
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,24 @@ class AudioItem:
 
 
 @dataclass(frozen=True)
+class WordTiming:
+    """One decoded word, seconds from the start of its item. `word` may still carry a language tag (`he<es-ES>`)."""
+
+    word: str
+    start: float
+    end: float
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
 class ModelOutput:
-    """The model's answer for one item. `raw_text` keeps the language tags: the language stage reads them."""
+    """The model's answer for one item. `raw_text` keeps the language tags: the language stage reads them.
+    `words` is filled when timestamps were asked for; `confidence` when confidence was."""
 
     raw_text: str
     num_tokens: int = 0
-    extra: dict = field(default_factory=dict)
+    words: list[WordTiming] = field(default_factory=list)
+    confidence: float | None = None
 
 
 class SpeechModel(Protocol):

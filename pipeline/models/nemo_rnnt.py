@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.batching import plan_batches
-from pipeline.models.base import AudioItem, ModelCard, ModelOutput, ModelSettings
+from pipeline.models.base import AudioItem, ModelCard, ModelOutput, ModelSettings, WordTiming
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,16 @@ class NemotronRNNT:
         # because NeMo rebuilds decoding from the config (an attribute set only on the object would be lost).
         with open_dict(model.cfg.decoding):
             model.cfg.decoding.strip_lang_tags = False
+            model.cfg.decoding.compute_timestamps = settings.timestamps
+            model.cfg.decoding.preserve_alignments = settings.timestamps
+            if settings.confidence:
+                model.cfg.decoding.confidence_cfg = {
+                    "preserve_word_confidence": True, "preserve_token_confidence": True, "aggregation": "mean",
+                    "exclude_blank": True, "method_cfg": {"name": "max_prob"},
+                }
         model.change_decoding_strategy(model.cfg.decoding, verbose=False)
+        # One encoder frame in seconds: the feature hop times the encoder's subsampling (80 ms for Nemotron 3.5).
+        self.frame_seconds = float(model.cfg.preprocessor.window_stride) * int(model.encoder.subsampling_factor)
 
         model.preprocessor.featurizer.dither = 0.0
         model.preprocessor.featurizer.pad_to = 0
@@ -126,7 +135,7 @@ class NemotronRNNT:
     def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
         durations = [len(it.samples) / self.sample_rate for it in items]
         outputs: list[ModelOutput | None] = [None] * len(items)
-        for batch in plan_batches(durations, self.settings.batch_size):
+        for batch in plan_batches(durations, self.settings.batch_size, self.settings.max_batch_seconds):
             for i, out in zip(batch, self._run([items[i] for i in batch])):
                 outputs[i] = out
         return outputs  # type: ignore[return-value]
@@ -148,4 +157,22 @@ class NemotronRNNT:
             hyps = self.model.decoding.rnnt_decoder_predictions_tensor(
                 encoder_output=encoded, encoded_lengths=encoded_len, return_hypotheses=True
             )
-        return [ModelOutput(raw_text=h.text or "", num_tokens=len(h.y_sequence)) for h in hyps]
+        return [self._output(h) for h in hyps]
+
+    def _output(self, hyp) -> ModelOutput:
+        confidences = list(hyp.word_confidence or []) if self.settings.confidence else []
+        words: list[WordTiming] = []
+        if self.settings.timestamps and isinstance(hyp.timestamp, dict):
+            timed = hyp.timestamp.get("word", [])
+            # NeMo counts confidence words by splitting the text; they match the timed words for a trained model.
+            # Where the counts differ, per-word confidence is left out rather than attached to the wrong word.
+            aligned = len(confidences) == len(timed)
+            for i, w in enumerate(timed):
+                words.append(WordTiming(
+                    word=str(w["word"]).strip(), start=w["start_offset"] * self.frame_seconds,
+                    end=w["end_offset"] * self.frame_seconds,
+                    confidence=float(confidences[i]) if aligned else None,
+                ))
+        confidence = float(np.mean(confidences)) if confidences else None
+        return ModelOutput(raw_text=hyp.text or "", num_tokens=len(hyp.y_sequence), words=words,
+                           confidence=confidence)

@@ -212,3 +212,43 @@ def test_stereo_call_split_into_channels_and_conversation(ray_session, tiny_mode
     assert set(segs.filter(pl.col("line") == 3)["channel"].to_list()) == {1}
     assert set(segs.filter(pl.col("line") == 4)["channel"].to_list()) == {None}
     assert all(r["error"] is None for r in recs.values())
+
+
+def test_timestamps_confidence_and_per_row_languages(ray_session, tiny_model, tmp_path):
+    """Rows asking for different languages share batches; word timestamps are absolute, ordered, inside the
+    recording and free of tags; sentences carry the language of the tag that closed them."""
+    audio = tmp_path / "talk.wav"
+    sf.write(audio, bursts(20.0, [(0.5, 5.0), (6.0, 11.0), (12.0, 19.0)]), 16000, subtype="PCM_16")
+    manifest = write_manifest(tmp_path / "m.jsonl", [
+        {"audio_filepath": "talk.wav", "lang": "en-US"},
+        {"audio_filepath": "talk.wav", "lang": "de-DE", "copy": 2},
+        {"audio_filepath": "talk.wav", "copy": 3},
+    ])
+    out = tmp_path / "out"
+    run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}", "timestamps=true",
+              "confidence=true", "max_segment_seconds=8", "min_segment_seconds=3", "strip_lang_tags=false"]))
+    recs = {r["line"]: r for r in pl.read_parquet(out / "recordings").iter_rows(named=True)}
+    assert [recs[i]["target_lang"] for i in (1, 2, 3)] == ["en-US", "de-DE", "auto"]
+    assert all(recs[i]["error"] is None and recs[i]["confidence"] is not None for i in (1, 2, 3))
+    # The same audio under different prompts: the prompt reached the model row by row.
+    assert len({recs[i]["raw_text"] for i in (1, 2, 3)}) == 3
+    segs = duckdb.sql(f"select r.line, s.* from '{out}/segments/*.parquet' s join '{out}/recordings/*.parquet' r "
+                      f"using (row_id) order by r.line, s.start").pl()
+    timed = 0
+    for seg in segs.iter_rows(named=True):
+        words = seg["words"] or []
+        timed += len(words)
+        starts = [w["start"] for w in words]
+        assert starts == sorted(starts)
+        for w in words:
+            assert "<" not in w["word"] and w["word"].strip()
+            assert seg["start"] - 1e-6 <= w["start"] <= w["end"] <= seg["end"] <= 20.0 + 1e-6
+            assert w["confidence"] is None or 0.0 <= w["confidence"] <= 1.0
+        assert 0.0 <= seg["confidence"] <= 1.0
+        tagged = [t for t in (seg["raw_text"] or "").split(">") if "<" in t]
+        for sentence in seg["sentences"] or []:
+            assert sentence["language"] is None or sentence["language"] in {"en-US", "es-ES", "de-DE", "fr-FR",
+                                                                             "ja-JP"}
+        if tagged and seg["text"]:
+            assert seg["sentences"], seg
+    assert timed > 0
