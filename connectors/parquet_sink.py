@@ -96,6 +96,7 @@ class TranscriptSink(Datasink):
 
 def _listing(output_path: str, table: str) -> tuple[object, str, list[str]]:
     fs, folder = filesystem(f"{output_path.rstrip('/')}/{table}")
+    fs.invalidate_cache(folder)  # fsspec caches S3 listings per process; Ray's write tasks wrote since
     names = [p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)] if fs.exists(folder) else []
     return fs, folder, names
 

@@ -122,31 +122,31 @@ def with_retries(action: Callable[[], T], *, attempts: int = 4, base_delay: floa
     raise AssertionError("unreachable")
 
 
-def _check_size(fs: fsspec.AbstractFileSystem, fs_path: str, max_bytes: int | None) -> None:
-    if max_bytes is not None:
+def _check_size(fs: fsspec.AbstractFileSystem, fs_path: str, max_mb: float | None) -> None:
+    if max_mb is not None:
         size = fs.size(fs_path)
-        if size is not None and size > max_bytes:
-            raise FileTooLarge(f"file is {size / 2**20:.1f} MiB, over max_file_mb={max_bytes / 2**20:g}")
+        if size is not None and size > max_mb * 2**20:
+            raise FileTooLarge(f"file is {size / 2**20:.3g} MiB, over max_file_mb={max_mb:g}")
 
 
-def open_file(path: str, *, max_bytes: int | None = None, block_size: int = 8 * 2**20) -> IO[bytes]:
+def open_file(path: str, *, max_mb: float | None = None, block_size: int = 8 * 2**20) -> IO[bytes]:
     """A seekable binary stream of the object at `path`, for decoding without holding the whole file. Refuses
-    objects over `max_bytes` by their listed size before opening them. Reads are buffered in `block_size` ranges."""
+    objects over `max_mb` MiB by their listed size before opening them. Reads are buffered in `block_size` ranges."""
 
     def _open() -> IO[bytes]:
         fs, fs_path = filesystem(path)
-        _check_size(fs, fs_path, max_bytes)
+        _check_size(fs, fs_path, max_mb)
         return fs.open(fs_path, "rb", block_size=block_size)
 
     return with_retries(_open)
 
 
-def read_bytes(path: str, *, max_bytes: int | None = None) -> bytes:
-    """The whole object at `path` (a manifest, a small file). Refuses objects over `max_bytes` before reading."""
+def read_bytes(path: str, *, max_mb: float | None = None) -> bytes:
+    """The whole object at `path` (a manifest, a small file). Refuses objects over `max_mb` MiB before reading."""
 
     def _read() -> bytes:
         fs, fs_path = filesystem(path)
-        _check_size(fs, fs_path, max_bytes)
+        _check_size(fs, fs_path, max_mb)
         with fs.open(fs_path, "rb") as handle:
             return handle.read()
 

@@ -199,17 +199,18 @@ def _with_keys(table: pa.Table) -> pa.Table:
     }
     for name in _COUNTS:
         columns[f"_{name}"] = pc.if_else(scored, table[name], 0)
-    # Raw counts per scored row (Python: exact str.split() semantics; only scored rows are visited).
-    scored_py = scored.to_pylist()
-    refs, hyps = table["reference_text"].to_pylist(), table["text"].to_pylist()
-    raw_w, raw_c = table["raw_wer"].to_pylist(), table["raw_cer"].to_pylist()
-    raw = [[] for _ in _RAW_COUNTS]
-    raw_missing = []
-    for i, ok in enumerate(scored_py):
-        counts = raw_counts(refs[i], hyps[i], raw_w[i], raw_c[i]) if ok else (0, 0, 0, 0)
-        raw_missing.append(int(any(c is None for c in counts)))
-        for k, c in enumerate(counts):
-            raw[k].append(c or 0)
+    # Raw counts per scored row (in Python for exact str.split() semantics; only scored rows are visited).
+    raw = [[0] * table.num_rows for _ in _RAW_COUNTS]
+    raw_missing = [0] * table.num_rows
+    positions = pc.indices_nonzero(pc.fill_null(scored, False))
+    picked = table.select(["reference_text", "text", "raw_wer", "raw_cer"]).take(positions).to_pydict()
+    indices = positions.to_pylist()
+    for k, i in enumerate(indices):
+        counts = raw_counts(picked["reference_text"][k], picked["text"][k], picked["raw_wer"][k],
+                            picked["raw_cer"][k])
+        raw_missing[i] = int(any(c is None for c in counts))
+        for j, c in enumerate(counts):
+            raw[j][i] = c or 0
     for name, values in zip(_RAW_COUNTS, raw):
         columns[f"_{name}"] = pa.array(values, pa.int64())
     columns["_raw_missing"] = pa.array(raw_missing, pa.int64())
@@ -400,7 +401,7 @@ def render_markdown(report: dict) -> str:
         lines.append(f"Generated: {report['generated_at']}")
     lines.append("")
     for note in report["notes"]:
-        lines.append(f"> {note}")
+        lines.append(f"- {note}")
     if report["notes"]:
         lines.append("")
 

@@ -47,14 +47,25 @@ class RunInfo:
                 "att_context_size": list(self.att_context_size) if self.att_context_size else None}
 
 
-def sentences_and_words(raw: str, words: list[dict] | None, offset: float, limit: float, fallback: str | None,
-                        after: float | None = None) -> tuple[list[dict], list[dict]]:
+def _drop_leading_words(spans: list[LanguageSpan], count: int) -> list[LanguageSpan]:
+    kept = []
+    for span in spans:
+        words = span.text.split()
+        if count >= len(words):
+            count -= len(words)
+            continue
+        kept.append(LanguageSpan(" ".join(words[count:]), span.language))
+        count = 0
+    return kept
+
+
+def sentences_and_words(spans: list[LanguageSpan], words: list[dict] | None, offset: float, limit: float,
+                        fallback: str | None, after: float | None = None) -> tuple[list[dict], list[dict]]:
     """Sentences (text, language from the tag that closes them, start/end when timed) and tag-free words with
     absolute times, clamped to the segment's end `limit` (the last frame's end can round past it). Words starting
     before `after` (the previous segment's last word, across a forced cut) duplicate that segment's words and are
     dropped."""
     if not words:
-        spans = split_by_language(raw, fallback=fallback)
         return [{"text": sp.text, "language": sp.language, "start": None, "end": None} for sp in spans], []
     sentences: list[dict] = []
     clean_words: list[dict] = []
@@ -93,13 +104,14 @@ def _segment_row(row: dict, run: RunInfo, previous_words: list[str] | None,
     raw = row.get("raw_text")
     if raw is None or row.get("error"):
         return out, [], []
-    spans = split_by_language(raw, fallback=fallback)
     words = strip_language_tags(raw).split()
     forced_cut = (row.get("overlap_before") or 0) > 0
     kept = merge_overlap(previous_words, words) if previous_words and forced_cut else words
+    # The words shared with the previous segment count once: for the text and for the languages.
+    spans = _drop_leading_words(split_by_language(raw, fallback=fallback), len(words) - len(kept))
     out["text"] = " ".join(kept)
     out["language"] = dominant_language(spans, fallback=fallback)
-    out["sentences"], timed = sentences_and_words(raw, row.get("words"), row["start"] or 0.0, row["end"], fallback,
+    out["sentences"], timed = sentences_and_words(spans, row.get("words"), row["start"] or 0.0, row["end"], fallback,
                                                   after=previous_end if forced_cut else None)
     out["words"] = timed or None
     return out, spans, words

@@ -92,7 +92,7 @@ def segment_rows(row: dict, settings: DecodeSettings) -> Iterator[dict]:
         return
     url = row["audio_url"]
     try:
-        handle = open_file(url, max_bytes=int(settings.max_file_mb * 2**20) if settings.max_file_mb else None)
+        handle = open_file(url, max_mb=settings.max_file_mb)
     except Exception as error:  # noqa: BLE001 - every failure becomes this row's error
         yield with_error(row, "fetch", fetch_error_message(error, url))
         return

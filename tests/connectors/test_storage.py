@@ -105,7 +105,7 @@ def test_read_bytes_local(tmp_path) -> None:
     (tmp_path / "x.bin").write_bytes(payload)
     assert read_bytes(str(tmp_path / "x.bin")) == payload
     assert read_bytes(f"file://{tmp_path}/x.bin") == payload
-    assert read_bytes(str(tmp_path / "x.bin"), max_bytes=len(payload)) == payload
+    assert read_bytes(str(tmp_path / "x.bin"), max_mb=len(payload) / 2**20) == payload
 
 
 def test_read_bytes_local_missing_raises_at_once(tmp_path, monkeypatch) -> None:
@@ -124,15 +124,15 @@ def test_read_bytes_s3(s3fs_client, bucket) -> None:
         read_bytes(f"s3://{bucket}/audio/missing.wav")
 
 
-def test_read_bytes_refuses_over_max_bytes(tmp_path, s3fs_client, bucket, monkeypatch) -> None:
+def test_read_bytes_refuses_over_max_mb(tmp_path, s3fs_client, bucket, monkeypatch) -> None:
     sleeps: list[float] = []
     monkeypatch.setattr(storage.time, "sleep", sleeps.append)
     (tmp_path / "big.bin").write_bytes(b"\0" * (3 * 2**20))
-    with pytest.raises(ValueError, match=r"^file is 3\.0 MiB, over max_file_mb=2$"):
-        read_bytes(str(tmp_path / "big.bin"), max_bytes=2 * 2**20)
+    with pytest.raises(ValueError, match=r"^file is 3 MiB, over max_file_mb=2$"):
+        read_bytes(str(tmp_path / "big.bin"), max_mb=2)
     s3fs_client.pipe(f"{bucket}/big.bin", b"\0" * 2000)
     with pytest.raises(ValueError, match="max_file_mb"):
-        read_bytes(f"s3://{bucket}/big.bin", max_bytes=1999)
+        read_bytes(f"s3://{bucket}/big.bin", max_mb=1999 / 2**20)
     # A size refusal is permanent: no retry.
     assert sleeps == []
 
@@ -143,8 +143,8 @@ def test_size_refusal_is_not_retried_whatever_the_limit(tmp_path, monkeypatch) -
     big = tmp_path / "big.wav"
     with open(big, "wb") as handle:
         handle.truncate(600 * 2**20)  # sparse: 600 MiB listed, nothing written
-    with pytest.raises(ValueError, match=r"file is 600\.0 MiB, over max_file_mb=500"):
-        read_bytes(str(big), max_bytes=500 * 2**20)
+    with pytest.raises(ValueError, match=r"file is 600 MiB, over max_file_mb=500"):
+        read_bytes(str(big), max_mb=500)
     assert sleeps == []
 
 

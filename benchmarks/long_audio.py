@@ -1,0 +1,91 @@
+"""Peak worker memory and throughput: one 1-hour recording against the same audio as 60 one-minute files.
+
+    python -m benchmarks.long_audio [--minutes 60]
+
+The recording is speech-like bursts with pauses (16 kHz FLAC). Both runs use the same job, model and settings, in
+one process on an embedded local Ray. Memory is the peak RSS of any single Ray worker process (decode tasks and the
+inference actor), sampled every 100 ms. The model is the tiny one with a raised blank bias (it emits few tokens, so
+the figure is about the pipeline's audio handling, not about greedy decoding of a random model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from benchmarks.common import WorkerMemory, machine
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    x = 0.001 * rng.standard_normal(n).astype(np.float32)
+    t = 0.3
+    while t < seconds:
+        dur = rng.uniform(2.0, 9.0)
+        a, b = int(t * 16000), min(n, int((t + dur) * 16000))
+        k = np.arange(b - a) / 16000
+        x[a:b] += (0.25 * np.sin(2 * np.pi * rng.uniform(120, 300) * k) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * k))
+                   + 0.03 * rng.standard_normal(b - a)).astype(np.float32)
+        t += dur + rng.uniform(0.3, 1.5)
+    return x
+
+
+def run_job(model: str, manifest: Path, out: Path) -> tuple[float, float, int]:
+    from jobs.transcribe import connect_ray, plan, run
+
+    p = plan([f"model_path={model}", f"dataset_manifest={manifest}", f"output_path={out}", "target_lang=en-US"])
+    connect_ray(p.cfg)
+    with WorkerMemory() as memory:
+        summary = run(p)
+    assert summary.failed_rows == 0, summary
+    return summary.wall_seconds, memory.peak_worker_mib, summary.segments
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=int, default=60)
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from pipeline.models.tiny import TinyModelSpec, build_checkpoint
+
+    work = Path(tempfile.mkdtemp(prefix="bench-long-"))
+    model = str(build_checkpoint(work / "tiny.nemo", TinyModelSpec(blank_bias=0.3)))
+    audio = speech_like(args.minutes * 60.0)
+    sf.write(work / "long.flac", audio, 16000, format="FLAC")
+    (work / "long.jsonl").write_text(json.dumps({"audio_filepath": str(work / "long.flac")}) + "\n")
+    lines = []
+    for i in range(args.minutes):
+        path = work / f"minute-{i:03d}.flac"
+        sf.write(path, audio[i * 960_000:(i + 1) * 960_000], 16000, format="FLAC")
+        lines.append(json.dumps({"audio_filepath": str(path)}))
+    (work / "minutes.jsonl").write_text("\n".join(lines) + "\n")
+    del audio
+
+    # Warm-up run so both measured runs find the actor pool's code and NeMo cached on disk.
+    run_job(model, work / "minutes.jsonl", work / "warmup")
+    minutes_s, minutes_mib, minutes_segments = run_job(model, work / "minutes.jsonl", work / "out-minutes")
+    long_s, long_mib, long_segments = run_job(model, work / "long.jsonl", work / "out-long")
+    audio_s = args.minutes * 60.0
+    print(json.dumps({
+        "machine": machine(),
+        "audio_seconds": audio_s,
+        "one_recording": {"wall_s": round(long_s, 1), "audio_s_per_s": round(audio_s / long_s, 1),
+                          "peak_worker_rss_mib": round(long_mib), "segments": long_segments},
+        "one_minute_files": {"wall_s": round(minutes_s, 1), "audio_s_per_s": round(audio_s / minutes_s, 1),
+                             "peak_worker_rss_mib": round(minutes_mib), "segments": minutes_segments},
+        "decoded_recording_mib_if_held_whole": round(audio_s * 16000 * 4 / 2**20),
+        "throughput_ratio_long_over_minutes": round(minutes_s / long_s, 3),
+        "peak_rss_ratio_long_over_minutes": round(long_mib / minutes_mib, 3),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

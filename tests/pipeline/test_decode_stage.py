@@ -1,0 +1,397 @@
+"""Tests for pipeline.decode: fetch, stream-decode and cut one source row into segment rows; every failure becomes
+the row's error (after any segments already cut), and `decode_batch` hands Ray small blocks of DECODED_SCHEMA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile as sf
+
+from connectors.storage import FileTooLarge
+from pipeline.audio import AudioDecodeError, from_pcm_bytes
+from pipeline.decode import DecodeSettings, _fan_out, _streams, decode_batch, fetch_error_message, segment_rows
+from pipeline.records import DECODED_SCHEMA, SOURCE_SCHEMA, to_table
+from pipeline.segmenter import SegmentPolicy
+from tests.audio_factory import bursts, tone, write_tone
+
+SETTINGS = DecodeSettings()
+RATE = 16_000
+SEGMENT_KEYS = ("segment_index", "channel", "start", "end", "overlap_before", "channel_mode", "source_sample_rate",
+                "source_channels", "samples")
+
+
+def _row(url: str, **extra) -> dict:
+    row = {name: None for name in SOURCE_SCHEMA.names}
+    row.update(row_id=f"id-{url.rsplit('/', 1)[-1]}", audio_url=url, audio_filepath=url)
+    row.update(extra)
+    return row
+
+
+def _segments(url: str, settings: DecodeSettings = SETTINGS, **extra) -> list[dict]:
+    return list(segment_rows(_row(url, **extra), settings))
+
+
+def _check_tiling(segs: list[dict], duration: float) -> None:
+    """Segments of one stream: in order, from 0 to `duration`, each starting where the previous ended minus its
+    overlap, each carrying exactly (end - start) seconds of samples."""
+    assert [s["segment_index"] for s in segs] == list(range(len(segs)))
+    assert segs[0]["start"] == 0.0 and segs[0]["overlap_before"] == 0.0
+    assert segs[-1]["end"] == pytest.approx(duration, abs=1e-9)
+    for before, after in zip(segs, segs[1:]):
+        assert after["start"] == pytest.approx(before["end"] - after["overlap_before"], abs=1e-9)
+    for s in segs:
+        assert from_pcm_bytes(s["samples"]).shape == (round((s["end"] - s["start"]) * RATE),)
+
+
+def _join(segs: list[dict]) -> np.ndarray:
+    """The stream back from its segments: each segment without its first overlap_before seconds."""
+    return np.concatenate([from_pcm_bytes(s["samples"])[round(s["overlap_before"] * RATE):] for s in segs])
+
+
+# --- one good file --------------------------------------------------------------------------------------------------
+
+
+def test_good_wav_is_one_segment_row(tone_wav) -> None:
+    out = _segments(str(tone_wav), reference_text="ref", line=7, metadata='{"k": 1}')
+    assert len(out) == 1
+    row = out[0]
+    assert row["error"] is None
+    assert (row["segment_index"], row["channel"], row["start"], row["end"], row["overlap_before"]) == (
+        0, None, 0.0, 1.5, 0.0)
+    assert (row["channel_mode"], row["source_sample_rate"], row["source_channels"]) == ("mix", 16000, 1)
+    samples = from_pcm_bytes(row["samples"])
+    assert samples.dtype == np.float32 and samples.shape == (round(1.5 * RATE),) == (24000,)
+    # 16-bit PCM in the file: the decoded samples equal the generated tone to within one quantisation step.
+    np.testing.assert_allclose(samples, tone(1.5), atol=1 / 32768)
+    # The source fields travel unchanged.
+    assert (row["reference_text"], row["line"], row["metadata"], row["row_id"]) == ("ref", 7, '{"k": 1}',
+                                                                                     "id-tone.wav")
+    assert row["audio_url"] == row["audio_filepath"] == str(tone_wav)
+
+
+def test_stereo_44k_is_mixed_and_resampled(tmp_path) -> None:
+    path = write_tone(tmp_path / "stereo.wav", seconds=1.0, sample_rate=44100, channels=2)
+    mixed = _segments(str(path))
+    assert len(mixed) == 1
+    row = mixed[0]
+    assert row["error"] is None
+    assert (row["channel"], row["start"], row["end"]) == (None, 0.0, 1.0)
+    assert (row["source_sample_rate"], row["source_channels"]) == (44100, 2)
+    assert len(row["samples"]) == RATE * 4  # one second of float32 at 16 kHz
+    # mix is the mean of the two channels (the same file decoded in split mode).
+    split = _segments(str(path), DecodeSettings(channel_mode="split"))
+    assert [s["channel"] for s in split] == [0, 1]
+    left, right = (from_pcm_bytes(s["samples"]) for s in split)
+    np.testing.assert_allclose(from_pcm_bytes(row["samples"]), (left + right) / 2, atol=1e-6)
+    assert not np.allclose(left, right)  # the factory's channels differ (a 97-sample shift)
+
+
+def test_good_wav_from_s3(tone_wav, s3fs_client, bucket) -> None:
+    s3fs_client.put(str(tone_wav), f"{bucket}/a/tone.wav")
+    out = _segments(f"s3://{bucket}/a/tone.wav")
+    assert [(r["error"], r["segment_index"], r["start"], r["end"]) for r in out] == [(None, 0, 0.0, 1.5)]
+    np.testing.assert_allclose(from_pcm_bytes(out[0]["samples"]), tone(1.5), atol=1 / 32768)
+    missing = _segments(f"s3://{bucket}/a/missing.wav")
+    assert [(r["error"], r["segment_index"]) for r in missing] == [
+        (f"fetch: file not found: s3://{bucket}/a/missing.wav", None)]
+
+
+# --- long recordings ------------------------------------------------------------------------------------------------
+
+
+def test_long_recording_with_pauses_is_cut_at_pauses(tmp_path) -> None:
+    speech = [(s, s + 7.0) for s in np.arange(0.5, 70, 9.0)]  # 7 s of 'speech', 2 s pauses
+    audio = bursts(70.0, speech)
+    sf.write(tmp_path / "long.wav", audio, RATE, subtype="FLOAT")
+    settings = DecodeSettings(segment=SegmentPolicy(max_seconds=20, min_seconds=8))
+    segs = _segments(str(tmp_path / "long.wav"), settings)
+
+    assert all(s["error"] is None for s in segs)
+    assert len(segs) == 4  # 70 s in segments of at most 20 s, each cut at the last good pause
+    assert [(s["start"], s["end"]) for s in segs] == [(0.0, 17.5), (17.5, 35.5), (35.5, 53.5), (53.5, 70.0)]
+    _check_tiling(segs, 70.0)
+    for s in segs:
+        assert s["channel"] is None and s["overlap_before"] == 0.0
+        assert 8.0 <= s["end"] - s["start"] <= 20.0 or s is segs[-1]
+        assert (s["source_sample_rate"], s["source_channels"], s["channel_mode"]) == (16000, 1, "mix")
+    for cut in [s["start"] for s in segs[1:]]:  # every cut falls in a pause
+        assert not any(a < cut < b for a, b in speech), cut
+    # Pause cuts tile the recording: joined, the segments are the file, sample for sample.
+    np.testing.assert_array_equal(_join(segs), audio)
+
+
+def test_forced_cuts_overlap_and_join_back(tmp_path) -> None:
+    """A 50 s tone has no pause: forced cuts at max_seconds, the next segment starting overlap_seconds earlier."""
+    audio = tone(50.0)
+    sf.write(tmp_path / "tone50.wav", audio, RATE, subtype="FLOAT")
+    settings = DecodeSettings(segment=SegmentPolicy(max_seconds=20, min_seconds=8, overlap_seconds=1.0))
+    segs = _segments(str(tmp_path / "tone50.wav"), settings)
+    assert [(s["start"], s["end"], s["overlap_before"]) for s in segs] == [
+        (0.0, 20.0, 0.0), (19.0, 39.0, 1.0), (38.0, 50.0, 1.0)]
+    _check_tiling(segs, 50.0)
+    np.testing.assert_array_equal(_join(segs), audio)
+
+
+# --- channels -------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def call_wav(tmp_path):
+    """Agent on the left, customer on the right, taking turns (24 s, 16 kHz, PCM_16)."""
+    agent, customer = [(0.5, 4.0), (12.5, 16.0)], [(6.5, 10.0), (18.5, 22.0)]
+    left = bursts(24.0, agent, freq=200.0, seed=1)
+    right = bursts(24.0, customer, freq=330.0, seed=2)
+    path = tmp_path / "call.wav"
+    sf.write(path, np.stack([left, right], axis=1), RATE, subtype="PCM_16")
+    return path, left, right
+
+
+SHORT = SegmentPolicy(max_seconds=6, min_seconds=2)
+
+
+def test_split_mode_gives_both_channels_interleaved(call_wav) -> None:
+    path, left, right = call_wav
+    segs = _segments(str(path), DecodeSettings(channel_mode="split", segment=SHORT))
+    assert all(s["error"] is None for s in segs)
+    assert {s["channel_mode"] for s in segs} == {"split"}
+    assert {(s["source_sample_rate"], s["source_channels"]) for s in segs} == {(16000, 2)}
+    by_channel = {c: [s for s in segs if s["channel"] == c] for c in (0, 1)}
+    assert sorted({s["channel"] for s in segs}) == [0, 1]
+    for channel, source in ((0, left), (1, right)):
+        mine = by_channel[channel]
+        assert len(mine) >= 24 / 6
+        _check_tiling(mine, 24.0)  # each channel covers the whole file on its own
+        np.testing.assert_allclose(_join(mine), source, atol=1 / 32768)  # and is that channel, not the mix
+    # Round-robin: the channels alternate while both have segments left, then the longer one finishes.
+    n0, n1 = len(by_channel[0]), len(by_channel[1])
+    expected = [0, 1] * min(n0, n1) + [0 if n0 > n1 else 1] * abs(n0 - n1)
+    assert [s["channel"] for s in segs] == expected
+    assert [(s["channel"], s["segment_index"], s["start"], s["end"]) for s in segs] == [
+        (0, 0, 0.0, 5.0), (1, 0, 0.0, 6.0), (0, 1, 5.0, 11.0), (1, 1, 5.0, 10.5), (0, 2, 10.0, 12.25),
+        (1, 2, 10.5, 16.5), (0, 3, 12.25, 17.125), (1, 3, 15.5, 18.0), (0, 4, 17.125, 23.125), (1, 4, 18.0, 24.0),
+        (0, 5, 22.125, 24.0)]
+
+
+def test_row_channel_mode_overrides_the_setting(call_wav) -> None:
+    path, left, right = call_wav
+    split = _segments(str(path), DecodeSettings(channel_mode="mix", segment=SHORT), row_channel_mode="split")
+    assert {s["channel_mode"] for s in split} == {"split"} and {s["channel"] for s in split} == {0, 1}
+    mixed = _segments(str(path), DecodeSettings(channel_mode="split", segment=SHORT), row_channel_mode="mix")
+    assert {s["channel_mode"] for s in mixed} == {"mix"} and {s["channel"] for s in mixed} == {None}
+    _check_tiling(mixed, 24.0)
+    np.testing.assert_allclose(_join(mixed), (left + right) / 2, atol=1 / 32768)
+
+
+def test_row_channel_picks_one_channel(call_wav) -> None:
+    path, left, right = call_wav
+    segs = _segments(str(path), DecodeSettings(segment=SHORT), row_channel=1)
+    assert {s["channel"] for s in segs} == {1}
+    assert {s["channel_mode"] for s in segs} == {"mix"}  # the mode stays the row's/job's; the channel says which
+    _check_tiling(segs, 24.0)
+    np.testing.assert_allclose(_join(segs), right, atol=1 / 32768)
+    # Negative counts from the end (NeMo's channel_selector); it wins over split mode too.
+    last = _segments(str(path), DecodeSettings(channel_mode="split", segment=SHORT), row_channel=-1)
+    assert {s["channel"] for s in last} == {1}
+    assert [(s["start"], s["end"]) for s in last] == [(s["start"], s["end"]) for s in segs]
+
+
+def test_row_channel_out_of_range(call_wav, tone_wav) -> None:
+    path, _, _ = call_wav
+    out = _segments(str(path), row_channel=5)
+    assert len(out) == 1
+    assert out[0]["error"] == "decode: channel 5 requested but the file has 2 channels"
+    assert out[0]["segment_index"] is None and out[0].get("samples") is None
+    assert (out[0]["source_sample_rate"], out[0]["source_channels"]) == (16000, 2)
+    assert [r["error"] for r in _segments(str(path), row_channel=-3)] == [
+        "decode: channel -3 requested but the file has 2 channels"]
+    assert [r["error"] for r in _segments(str(tone_wav), row_channel=1)] == [
+        "decode: channel 1 requested but the file has 1 channel"]
+
+
+def test_split_mode_on_mono_is_one_unnamed_stream(tone_wav) -> None:
+    out = _segments(str(tone_wav), DecodeSettings(channel_mode="split"))
+    assert [(r["channel"], r["channel_mode"], r["start"], r["end"]) for r in out] == [(None, "split", 0.0, 1.5)]
+
+
+def test_unknown_row_channel_mode(tone_wav) -> None:
+    out = _segments(str(tone_wav), row_channel_mode="weird")
+    assert len(out) == 1
+    assert out[0]["error"] == "decode: unknown channel_mode 'weird'; use mix or split"
+    assert "mix" in out[0]["error"] and "split" in out[0]["error"]
+    assert out[0]["segment_index"] is None and out[0]["channel_mode"] == "weird"
+    assert out[0].get("samples") is None and out[0].get("source_sample_rate") is None
+
+
+def test_streams_and_fan_out() -> None:
+    blocks = [np.arange(6, dtype=np.float32).reshape(2, 3) + 10 * k for k in range(3)]
+    # split: one iterator per channel; consuming one channel entirely first still gives every block.
+    ch0, ch1 = _fan_out(iter(blocks), 2)
+    first = [b.tolist() for b in ch0]
+    second = [b.tolist() for b in ch1]
+    assert first == [[0, 1, 2], [10, 11, 12], [20, 21, 22]]
+    assert second == [[3, 4, 5], [13, 14, 15], [23, 24, 25]]
+    streams = _streams(iter(blocks), 2, "split", None)
+    assert [c for c, _ in streams] == [0, 1]
+    mix = _streams(iter(blocks), 2, "mix", None)
+    assert [c for c, _ in mix] == [None]
+    assert [b.tolist() for b in mix[0][1]] == [[1.5, 2.5, 3.5], [11.5, 12.5, 13.5], [21.5, 22.5, 23.5]]
+    picked = _streams(iter(blocks), 2, "split", -2)
+    assert [c for c, _ in picked] == [0]
+    assert [b.tolist() for b in picked[0][1]] == [[0, 1, 2], [10, 11, 12], [20, 21, 22]]
+    with pytest.raises(AudioDecodeError, match="^channel 2 requested but the file has 2 channels$"):
+        _streams(iter(blocks), 2, "mix", 2)
+
+
+# --- failures -------------------------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path) -> None:
+    url = str(tmp_path / "missing.wav")
+    out = _segments(url)
+    assert len(out) == 1
+    assert out[0]["error"] == f"fetch: file not found: {url}"
+    assert out[0]["segment_index"] is None and out[0].get("samples") is None
+    assert out[0].get("source_sample_rate") is None
+
+
+def test_directory_instead_of_file(tmp_path) -> None:
+    (tmp_path / "dir.wav").mkdir()
+    out = _segments(str(tmp_path / "dir.wav"))
+    assert [r["error"] for r in out] == [f"fetch: is a directory, not a file: {tmp_path / 'dir.wav'}"]
+
+
+def test_empty_file(tmp_path) -> None:
+    (tmp_path / "empty.wav").write_bytes(b"")
+    out = _segments(str(tmp_path / "empty.wav"))
+    assert [(r["error"], r["segment_index"], r.get("samples")) for r in out] == [
+        ("decode: empty file (0 bytes)", None, None)]
+
+
+def test_text_file_named_wav(tmp_path) -> None:
+    (tmp_path / "notes.wav").write_text("this is not audio\n" * 20)
+    out = _segments(str(tmp_path / "notes.wav"))
+    assert len(out) == 1
+    error = out[0]["error"]
+    assert error.startswith("decode: not an audio file: unrecognised format (soundfile: ")
+    assert "; pyav: " in error and error.endswith(")")
+    assert out[0]["segment_index"] is None and out[0].get("samples") is None
+
+
+def test_file_over_max_file_mb(tone_wav) -> None:
+    size = tone_wav.stat().st_size  # 1.5 s of 16-bit mono: 48 044 bytes
+    assert size == 48044
+    out = _segments(str(tone_wav), DecodeSettings(max_file_mb=size / 2**20 / 2))
+    assert len(out) == 1
+    assert out[0]["error"] == f"fetch: file is 0.0458 MiB, over max_file_mb={size / 2 / 2**20:g}"
+    assert out[0]["segment_index"] is None and out[0].get("samples") is None
+    # Exactly at the limit is fine; no limit at all is fine.
+    assert [r["error"] for r in _segments(str(tone_wav), DecodeSettings(max_file_mb=size / 2**20))] == [None]
+    assert [r["error"] for r in _segments(str(tone_wav), DecodeSettings(max_file_mb=None))] == [None]
+
+
+def test_file_over_max_file_mb_message_shows_the_limit_as_given(tone_wav) -> None:
+    out = _segments(str(tone_wav), DecodeSettings(max_file_mb=0.02))
+    assert out[0]["error"].startswith("fetch: file is ")
+    assert out[0]["error"].endswith(", over max_file_mb=0.02")
+
+
+def test_recording_over_max_duration(tone_wav) -> None:
+    out = _segments(str(tone_wav), DecodeSettings(max_duration=1.0))
+    assert [(r["error"], r["segment_index"]) for r in out] == [
+        ("decode: recording is 1.5 s long, over max_duration=1 s", None)]
+
+
+def test_row_in_error_passes_through_once(tone_wav) -> None:
+    row = _row(str(tone_wav), error="manifest: line 3 has no audio_filepath", line=3)
+    out = list(segment_rows(row, SETTINGS))
+    assert out == [{**row, "segment_index": None, "channel_mode": "mix"}]
+    assert "samples" not in out[0]
+    assert row["error"] == "manifest: line 3 has no audio_filepath"  # the input row is not modified
+
+
+def test_failure_midway_gives_segments_then_one_error(tmp_path) -> None:
+    """NaN at 40 s of 60 s: the decoder streams 10 s blocks, so the first 40 s are decoded and cut before the bad
+    block is seen; the recording then ends with one error row naming the second."""
+    audio = tone(60.0)
+    audio[40 * RATE] = np.nan
+    sf.write(tmp_path / "nan.wav", audio, RATE, subtype="FLOAT")
+    out = _segments(str(tmp_path / "nan.wav"))
+    assert len(out) == 2
+    good, bad = out
+    assert (good["error"], good["segment_index"], good["start"], good["end"]) == (None, 0, 0.0, 30.0)
+    np.testing.assert_array_equal(from_pcm_bytes(good["samples"]), audio[: 30 * RATE])
+    assert bad["error"] == "decode: audio contains NaN or Inf samples at 40.0 s"
+    assert bad["segment_index"] is None and bad.get("samples") is None
+    assert (bad["source_sample_rate"], bad["source_channels"], bad["channel_mode"]) == (16000, 1, "mix")
+    assert bad["row_id"] == good["row_id"] == "id-nan.wav"
+
+
+def test_nan_in_first_block_is_one_error(tmp_path) -> None:
+    audio = tone(3.0)
+    audio[RATE] = np.inf
+    sf.write(tmp_path / "inf.wav", audio, RATE, subtype="FLOAT")
+    assert [(r["error"], r["segment_index"]) for r in _segments(str(tmp_path / "inf.wav"))] == [
+        ("decode: audio contains NaN or Inf samples", None)]
+
+
+def test_fetch_error_message() -> None:
+    url = "s3://b/x.wav"
+    assert fetch_error_message(FileNotFoundError("x"), url) == "file not found: s3://b/x.wav"
+    assert fetch_error_message(PermissionError("x"), url) == "access denied: s3://b/x.wav"
+    assert fetch_error_message(IsADirectoryError("x"), url) == "is a directory, not a file: s3://b/x.wav"
+    assert fetch_error_message(FileTooLarge("file is 5.0 MiB, over max_file_mb=1"), url) == (
+        "file is 5.0 MiB, over max_file_mb=1")
+    assert fetch_error_message(OSError("connection reset"), url) == (
+        "cannot read s3://b/x.wav: OSError: connection reset")
+
+
+# --- decode_batch ---------------------------------------------------------------------------------------------------
+
+
+def test_decode_batch_blocks_and_schema(tone_wav, tmp_path) -> None:
+    (tmp_path / "empty.wav").write_bytes(b"")
+    sf.write(tmp_path / "long.wav", bursts(70.0, [(s, s + 7.0) for s in np.arange(0.5, 70, 9.0)]), RATE)
+    rows = [
+        _row(str(tone_wav), manifest="/m.jsonl", line=1, metadata='{"k": 1}'),
+        _row(str(tmp_path / "long.wav"), line=2),
+        _row(str(tmp_path / "empty.wav"), line=3),
+        _row(str(tmp_path / "missing.wav"), line=4),
+        _row(str(tone_wav), line=5, error="manifest: line 5 duplicates line 1 (not transcribed twice)"),
+    ]
+    settings = DecodeSettings(segment=SegmentPolicy(max_seconds=20, min_seconds=8), rows_per_block=3)
+    tables = list(decode_batch(to_table(rows, SOURCE_SCHEMA), settings))
+    assert [t.num_rows for t in tables] == [3, 3, 2]  # 1 + 4 segments + 3 error rows, in blocks of at most 3
+    assert all(t.schema == DECODED_SCHEMA for t in tables)
+    out = pa.concat_tables(tables)
+    assert out["line"].to_pylist() == [1, 2, 2, 2, 2, 3, 4, 5]
+    assert out["segment_index"].to_pylist() == [0, 0, 1, 2, 3, None, None, None]
+    assert out["start"].to_pylist() == [0.0, 0.0, 17.5, 35.5, 53.5, None, None, None]
+    assert out["end"].to_pylist() == [1.5, 17.5, 35.5, 53.5, 70.0, None, None, None]
+    assert out["error"].to_pylist() == [
+        None, None, None, None, None, "decode: empty file (0 bytes)",
+        f"fetch: file not found: {tmp_path / 'missing.wav'}",
+        "manifest: line 5 duplicates line 1 (not transcribed twice)"]
+    assert out["source_sample_rate"].to_pylist() == [16000] * 5 + [None] * 3
+    assert out["channel_mode"].to_pylist() == ["mix"] * 8
+    assert out["metadata"].to_pylist()[0] == '{"k": 1}'
+    assert out["manifest"].to_pylist()[0] == "/m.jsonl"
+    assert out["samples"].type == pa.large_binary()
+    lengths = [None if b is None else len(b) for b in out["samples"].to_pylist()]
+    assert lengths == [24000 * 4, 17.5 * RATE * 4, 18 * RATE * 4, 18 * RATE * 4, 16.5 * RATE * 4, None, None, None]
+
+
+def test_decode_batch_all_failed_keeps_schema(tmp_path) -> None:
+    tables = list(decode_batch(to_table([_row(str(tmp_path / "x.wav"))], SOURCE_SCHEMA), SETTINGS))
+    assert len(tables) == 1
+    assert tables[0].schema == DECODED_SCHEMA
+    assert tables[0]["samples"].to_pylist() == [None]
+    assert tables[0]["error"].to_pylist() == [f"fetch: file not found: {tmp_path / 'x.wav'}"]
+
+
+def test_decode_batch_exact_multiple_has_no_empty_block(tone_wav) -> None:
+    rows = [_row(str(tone_wav), line=i) for i in range(4)]
+    tables = list(decode_batch(to_table(rows, SOURCE_SCHEMA), DecodeSettings(rows_per_block=2)))
+    assert [t.num_rows for t in tables] == [2, 2]
+    assert all(t.schema == DECODED_SCHEMA for t in tables)
+    assert pa.concat_tables(tables)["line"].to_pylist() == [0, 1, 2, 3]
