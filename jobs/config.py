@@ -40,6 +40,7 @@ class TranscribeConfig:
     timestamps: bool = False
     confidence: bool = False
     batch_size: int = 16
+    batches_per_call: int = 16
     max_batch_seconds: Optional[float] = None
     # Compute.
     device: str = "auto"
@@ -87,8 +88,9 @@ def check_settings(cfg: TranscribeConfig) -> None:
     """Checks that need neither the data nor the checkpoint."""
     if bool(cfg.dataset_manifest) == bool(cfg.audio_dir):
         raise ConfigError("set exactly one of dataset_manifest (JSON-lines manifests) or audio_dir (a folder)")
-    if cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.batch_size < 1 or cfg.batches_per_call < 1:
+        raise ConfigError(f"batch_size and batches_per_call must be >= 1, got {cfg.batch_size}, "
+                          f"{cfg.batches_per_call}")
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):

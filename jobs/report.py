@@ -272,7 +272,7 @@ def build_report(recordings: pa.Table) -> dict:
     Pure: no I/O. `main` adds where the data came from and the run records. See the module docstring for the
     definitions; every rate is a ratio of summed counts.
     """
-    table = _with_keys(conform(recordings))
+    table = _with_keys(conform(recordings).combine_chunks())
 
     # Per language, then all.
     languages = []

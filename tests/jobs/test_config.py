@@ -111,7 +111,7 @@ def test_exactly_one_input(overrides) -> None:
 
 @pytest.mark.parametrize("override, message", [
     ("dtype=fp8", "dtype must be one of float32, bfloat16, float16, got 'fp8'"),
-    ("batch_size=0", "batch_size must be >= 1, got 0"),
+    ("batch_size=0", "batch_size and batches_per_call must be >= 1, got 0, 16"),
     ("device=tpu", "device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     ("att_context_size=[56]", r"att_context_size is \[left, right\]"),
     ("min_actors=0", "need 1 <= min_actors <= max_actors"),
