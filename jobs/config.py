@@ -50,6 +50,7 @@ class TranscribeConfig:
     min_actors: int = 1
     max_actors: Optional[int] = None
     decode_cpus: float = 1.0
+    decode_memory_mb: int = 512
     rows_per_block: int = 4
     # Long audio and stereo.
     channel_mode: str = "mix"

@@ -113,7 +113,8 @@ def compute_settings(cfg: TranscribeConfig):
     return ComputeSettings(
         use_gpu=use_gpu, gpus_per_actor=cfg.gpus_per_actor, cpus_per_actor=cfg.cpus_per_actor,
         min_actors=min(cfg.min_actors, max_actors), max_actors=max(max_actors, cfg.min_actors),
-        decode_cpus=cfg.decode_cpus, rows_per_block=cfg.rows_per_block, rows_per_call=cfg.batch_size * cfg.batches_per_call,
+        decode_cpus=cfg.decode_cpus, decode_memory_mb=cfg.decode_memory_mb, rows_per_block=cfg.rows_per_block,
+        rows_per_call=cfg.batch_size * cfg.batches_per_call,
         rows_per_file=cfg.rows_per_file,
     )
 

@@ -30,6 +30,7 @@ class ComputeSettings:
     min_actors: int
     max_actors: int
     decode_cpus: float
+    decode_memory_mb: int
     rows_per_block: int
     rows_per_call: int  # segments handed to one actor call: several model batches, so they can be sorted by length
     rows_per_file: int
@@ -46,12 +47,13 @@ def transcription_graph(
 ) -> Dataset:
     # Streaming repartition (no shuffle): the wave arrives as one block; decoding needs many small ones.
     rows = ray.data.from_arrow(source).repartition(target_num_rows_per_block=compute.rows_per_block)
-    decode_cpus = compute.decode_cpus
     segments = rows.map_batches(
         decode_batch, fn_kwargs={"settings": decode}, batch_format="pyarrow", batch_size=1,
-        # Ray fuses a task stage into the actor stage after it unless the stage computes its resources: decoding
-        # would then run inside the actor, one file at a time, with the accelerator waiting.
-        ray_remote_args_fn=lambda: {"num_cpus": decode_cpus},
+        num_cpus=compute.decode_cpus,
+        # A memory reservation keeps a decode task's memory bounded on a node (as Ray's audio example does), and,
+        # being a remote argument the actor stage lacks, it stops Ray from fusing decoding into the actor, where it
+        # would run one file at a time with the accelerator waiting.
+        memory=compute.decode_memory_mb * 2**20,
     )
     resources = {"num_gpus": compute.gpus_per_actor} if compute.use_gpu else {}
     transcribed = segments.map_batches(
