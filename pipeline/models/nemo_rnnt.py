@@ -117,6 +117,8 @@ class NemotronRNNT:
         self.sample_rate = int(model.cfg.get("sample_rate", 16000))
         self._prompts = self.card.prompt_dictionary
         self._torch = torch
+        self._cuda_graphs = self.device.type == "cuda" and bool(
+            model.cfg.decoding.get("greedy", {}).get("use_cuda_graph_decoder", True))
 
     def _autocast(self):
         if self.device.type == "cuda" and self.settings.dtype != "float32":
@@ -154,10 +156,31 @@ class NemotronRNNT:
                 input_signal_length=torch.tensor(lengths, device=self.device),
                 prompt_indices=torch.tensor(prompts, dtype=torch.long, device=self.device),
             )
-            hyps = self.model.decoding.rnnt_decoder_predictions_tensor(
-                encoder_output=encoded, encoded_lengths=encoded_len, return_hypotheses=True
-            )
+            hyps = self._decode(encoded, encoded_len)
         return [self._output(h) for h in hyps]
+
+    def _decode(self, encoded, encoded_len):
+        """Greedy RNNT decoding. On a GPU NeMo uses a CUDA-graph decoder, which fails on some drivers: then fall
+        back to the plain loop once, say so in the log, and keep going."""
+        try:
+            return self.model.decoding.rnnt_decoder_predictions_tensor(
+                encoder_output=encoded, encoded_lengths=encoded_len, return_hypotheses=True)
+        except Exception as error:  # noqa: BLE001 - re-raised unless it is the CUDA-graph decoder's
+            if self.device.type != "cuda" or not self._cuda_graphs:
+                raise
+            log.warning("CUDA-graph greedy decoder failed (%s: %s); falling back to the plain decoding loop",
+                        type(error).__name__, error)
+            self.disable_cuda_graph_decoder()
+            return self.model.decoding.rnnt_decoder_predictions_tensor(
+                encoder_output=encoded, encoded_lengths=encoded_len, return_hypotheses=True)
+
+    def disable_cuda_graph_decoder(self) -> None:
+        from omegaconf import open_dict
+
+        with open_dict(self.model.cfg.decoding):
+            self.model.cfg.decoding.greedy.use_cuda_graph_decoder = False
+        self.model.change_decoding_strategy(self.model.cfg.decoding, verbose=False)
+        self._cuda_graphs = False
 
     def _output(self, hyp) -> ModelOutput:
         confidences = list(hyp.word_confidence or []) if self.settings.confidence else []

@@ -180,3 +180,37 @@ def test_unknown_target_lang(adapter) -> None:
     assert str(error.value) == f"unknown target_lang 'xx-XX'; this checkpoint knows: {LOCALES}, auto"
     assert adapter.prompt_index("auto") == 101
     assert adapter.prompt_index("ja-JP") == 4
+
+
+def test_cuda_graph_decoder_failure_falls_back_once(adapter, monkeypatch, caplog) -> None:
+    """On a GPU a failing CUDA-graph decoder is switched off once and the batch is decoded again (simulated: the
+    first decoding call raises as the CUDA-graph path does on a bad driver). On CPU an error is not swallowed."""
+    import types
+
+    import torch
+
+    with torch.inference_mode():
+        encoded, encoded_len = adapter.model.forward(
+            input_signal=torch.full((1, 16000), 0.01), input_signal_length=torch.tensor([16000]),
+            prompt_indices=torch.tensor([0]))
+    real = adapter.model.decoding.rnnt_decoder_predictions_tensor
+    calls = []
+
+    def flaky(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        return real(**kwargs)
+
+    monkeypatch.setattr(adapter.model.decoding, "rnnt_decoder_predictions_tensor", flaky)
+    with pytest.raises(RuntimeError, match="stream is capturing"):  # on CPU: no fallback, the error stands
+        adapter._decode(encoded, encoded_len)
+    calls.clear()
+    disabled = []
+    monkeypatch.setattr(adapter, "device", types.SimpleNamespace(type="cuda"))
+    monkeypatch.setattr(adapter, "_cuda_graphs", True)
+    monkeypatch.setattr(adapter, "disable_cuda_graph_decoder", lambda: disabled.append(1))
+    with caplog.at_level("WARNING"):
+        hyps = adapter._decode(encoded, encoded_len)
+    assert len(hyps) == 1 and len(calls) == 2 and disabled == [1]
+    assert "falling back to the plain decoding loop" in caplog.text
