@@ -32,12 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     if code == 0:
         import duckdb
 
-        print(f"\nOutput: {OUTPUT}/recordings/*.parquet (newest run first; the demo model's text is noise)")
+        print(f"\nOutput: {OUTPUT}/recordings/ and segments/ (the demo model's text is noise; run it again: "
+              "every row is already done and is skipped)")
         print(duckdb.sql(
-            f"select audio_filepath, round(duration, 2) as duration, target_lang, language, "
+            f"select audio_filepath, round(duration, 2) as duration, target_lang, language, num_segments, "
             f"left(text, 32) as text, round(wer, 2) as wer, error "
-            f"from '{OUTPUT}/recordings/*.parquet' "
-            f"where run_id = (select max(run_id) from '{OUTPUT}/recordings/*.parquet') order by line"
+            f"from '{OUTPUT}/recordings/*.parquet' order by line"
         ))
     return code
 
