@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import tempfile
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from benchmarks.common import machine
 
 
 def make_clips(folder: Path, count: int, seed: int = 0) -> tuple[Path, float]:
@@ -95,7 +96,7 @@ def main() -> None:
     base_s = min(baseline(model_path, paths, args.batch_size, att) for _ in range(args.runs))
     job_s = min(job(model_path, manifest, work / f"out-{i}", args.batch_size, att) for i in range(args.runs))
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "machine": machine(),
         "model": model_path, "clips": args.clips, "audio_seconds": round(audio_seconds, 1),
         "batch_size": args.batch_size, "att_context_size": att,
         "baseline_transcribe_audio_s_per_s": round(audio_seconds / base_s, 1),
