@@ -20,7 +20,9 @@ T = TypeVar("T")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _TRANSIENT_TEXT = re.compile(
     r"SlowDown|Throttl|RequestTimeout|ServiceUnavailable|Service Unavailable|InternalError|Internal Server Error"
-    r"|Connection reset|Connection aborted|Connection refused|timed out|Timeout"
+    r"|Connection reset|Connection aborted|Connection refused|Connection was closed|Could not connect"
+    r"|ConnectionClosed|EndpointConnection|ServerDisconnected|Server disconnected|ClientConnector|ClientOSError"
+    r"|timed out|Timeout"
     r"|\b(?:HTTP|status|code|error)[ :=]*(?:500|502|503|504)\b",
     re.IGNORECASE,
 )

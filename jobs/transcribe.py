@@ -130,6 +130,9 @@ def run(p: Plan) -> RunSummary:
     if removed:
         log.info("removed %d file(s) left uncommitted by an earlier run", len(removed))
     source = source_table(p.manifests, cfg.audio_dir)
+    if not source.num_rows:  # a manifest of blank lines, a folder with no audio: a config fault, not a run
+        where = ", ".join(redact(m) for m in p.manifests) if p.manifests else redact(cfg.audio_dir)
+        raise ConfigError(f"{'manifest' if p.manifests else 'audio_dir'} {where} is empty: nothing to transcribe")
     done = committed_row_ids(cfg.output_path)
     todo = source.filter(pc.invert(pc.is_in(source["row_id"], pa.array(sorted(done), pa.string())))) \
         if done else source

@@ -328,6 +328,10 @@ class _PyAVReader:
             container.close()
             raise _DecoderFailed(f"no audio stream in {name} container")
         self._stream = container.streams.audio[0]
+        if self._stream.codec_context is None:  # FFmpeg parsed the container but has no decoder for its codec
+            tag = getattr(self._stream, "codec_tag", "") or "unknown"
+            container.close()
+            raise _DecoderFailed(f"no decoder for the audio codec ({tag}) in {container.format.name} container")
         self.source_format = f"pyav:{self._stream.codec_context.name}"
         # container.duration is in microseconds (AV_TIME_BASE); cheap, read from the container header.
         duration = container.duration
