@@ -96,8 +96,11 @@ def connect_ray(cfg: TranscribeConfig) -> None:
 
     if ray.is_initialized():
         return
-    # No address: RAY_ADDRESS if set (ray job submit sets it), otherwise an embedded local Ray.
-    ray.init(address=cfg.ray_address, log_to_driver=True, logging_level=logging.WARNING)
+    # No address: RAY_ADDRESS if set (ray job submit sets it), otherwise an embedded local Ray, without a dashboard
+    # (it costs seconds at start and its agents outlive a killed driver).
+    embedded = not cfg.ray_address and not os.environ.get("RAY_ADDRESS")
+    ray.init(address=cfg.ray_address, log_to_driver=True, logging_level=logging.WARNING,
+             **({"include_dashboard": False} if embedded else {}))
 
 
 def compute_settings(cfg: TranscribeConfig):
