@@ -214,3 +214,29 @@ def test_cuda_graph_decoder_failure_falls_back_once(adapter, monkeypatch, caplog
         hyps = adapter._decode(encoded, encoded_len)
     assert len(hyps) == 1 and len(calls) == 2 and disabled == [1]
     assert "falling back to the plain decoding loop" in caplog.text
+
+
+def test_language_tags_in_real_decoder_output_parse_and_strip(adapter) -> None:
+    """Tag parsing on what the tiny model of the real class really writes in auto mode (tags glued to words, runs of
+    tags, a tag at the very end): spans name only the checkpoint's locales, no tag survives stripping, and the spans
+    put together are the stripped text."""
+    import numpy as np
+
+    from pipeline.language import dominant_language, split_by_language, strip_language_tags, tags_in
+    from pipeline.models.base import AudioItem
+
+    rng = np.random.default_rng(7)
+    items = [AudioItem(samples=(0.1 * rng.standard_normal(16000 * s)).astype(np.float32), target_lang="auto")
+             for s in (1, 2, 3)]
+    raws = [out.raw_text for out in adapter.transcribe(items)]
+    assert any(tags_in(raw) for raw in raws), raws  # the random model does write tags
+    locales = set(adapter.card.locales)
+    for raw in raws:
+        spans = split_by_language(raw)
+        stripped = strip_language_tags(raw)
+        assert "<" not in stripped and ">" not in stripped
+        assert " ".join(s.text for s in spans) == stripped
+        assert {s.language for s in spans} <= locales | {None}
+        assert set(tags_in(raw)) <= locales
+        if tags_in(raw) and stripped:
+            assert dominant_language(spans) in locales
