@@ -1,0 +1,359 @@
+"""Tests for the demo-model training job: synthetic speech (jobs.synth_speech, jobs.synth_text), the training loop and
+its pieces (pipeline.models.training), and the job (jobs.train_demo_model).
+
+Everything here is sized for two CPU cores: a few espeak-ng clips, a ~0.35M-parameter model of the real class, a
+handful of steps. Only the synthesis tests need espeak-ng; the training tests read tones (no espeak-ng).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from jobs import synth_speech
+from jobs.synth_text import LANGUAGES, capacity, sentence_pool
+from tests.audio_factory import tone
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                  reason="espeak-ng is not on PATH (apt-get install espeak-ng)")
+
+TINY_SYNTH = ["hours=0.01", "test_clips_per_locale=2", "dev_clips_per_locale=1", "test_mixed_clips=2",
+              "dev_mixed_clips=1", "workers=2"]
+TINY_MODEL = dict(n_layers=2, d_model=64, n_heads=4, vocab_size=128, pred_hidden=64, joint_hidden=64, dropout=0.0,
+                  spec_augment=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a busy two-core machine OpenMP's spinning threads made
+    these tests up to 20x slower (78 s against 18 s for the file)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _synth(out: Path, *extra: str) -> Path:
+    cfg = synth_speech.load_config([f"output_dir={out}", *TINY_SYNTH, *extra])
+    synth_speech.generate(cfg, log=lambda *_: None)
+    return out
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not on PATH (apt-get install espeak-ng)")
+    return _synth(tmp_path_factory.mktemp("synth") / "a", "seed=7")
+
+
+# --- sentences ----------------------------------------------------------------------------------------------------
+
+
+def test_sentence_pools_are_large_distinct_and_written_as_sentences() -> None:
+    for locale in LANGUAGES:
+        assert capacity(locale) > 10_000, locale
+        pool = sentence_pool(locale, 600, seed=0)
+        assert len(pool) == len(set(pool)) == 600, locale
+        assert all(s[0].isupper() or s[0] in "¿¡" for s in pool), locale
+        assert all(s[-1] in ".?!" for s in pool), locale
+        assert pool == sentence_pool(locale, 600, seed=0)
+        assert pool != sentence_pool(locale, 600, seed=1)
+
+
+# --- synthesis ----------------------------------------------------------------------------------------------------
+
+
+@needs_espeak
+def test_generation_is_deterministic_from_the_seed(synth_dir, tmp_path) -> None:
+    again = _synth(tmp_path / "b", "seed=7", "workers=1")
+    assert _digest(again) == _digest(synth_dir)  # manifests, summary and every FLAC byte-identical
+    other = _synth(tmp_path / "c", "seed=8")
+    assert (other / "train_manifest.json").read_bytes() != (synth_dir / "train_manifest.json").read_bytes()
+
+
+@needs_espeak
+def test_clips_are_16k_mono_flac_with_tagged_text(synth_dir) -> None:
+    for split in synth_speech.SPLITS:
+        entries = synth_speech.read_manifest(synth_dir / f"{split}_manifest.json")
+        assert entries, split
+        locales = set()
+        for e in entries:
+            info = sf.info(synth_dir / e["audio_filepath"])
+            assert (info.samplerate, info.channels, info.format) == (16000, 1, "FLAC")
+            assert abs(info.frames / 16000 - e["duration"]) < 1e-3
+            assert e["text"].endswith(">") and f"<{e['locales'][0]}>" in e["text"]
+            locales.update(e["locales"])
+            if e["lang"] == "auto":
+                assert len(e["locales"]) >= 2
+            else:
+                assert e["locales"] == [e["lang"]]
+        assert locales == {"en-US", "es-ES", "de-DE", "fr-FR"}, split
+    test = synth_speech.read_manifest(synth_dir / "test_manifest.json")
+    assert any(e["lang"] == "auto" for e in test)
+
+
+@needs_espeak
+def test_held_out_split_is_disjoint_in_sentences_and_voices(synth_dir) -> None:
+    report = synth_speech.check_split(synth_dir)
+    heldout = set(report["heldout_variants"])
+    assert heldout and not heldout & set(report["train"]["variants"])
+    for split in ("dev", "test"):
+        entries = synth_speech.read_manifest(synth_dir / f"{split}_manifest.json")
+        for locale in ("en-US", "es-ES", "de-DE", "fr-FR"):
+            assert any(e["heldout_voice"] and locale in e["locales"] for e in entries), (split, locale)
+
+
+@needs_espeak
+def test_split_check_catches_a_leaked_sentence_and_a_leaked_voice(synth_dir, tmp_path) -> None:
+    leaky = tmp_path / "leaky"
+    shutil.copytree(synth_dir, leaky)
+    train = synth_speech.read_manifest(leaky / "train_manifest.json")
+    test = synth_speech.read_manifest(leaky / "test_manifest.json")
+
+    def write(entries):
+        (leaky / "train_manifest.json").write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+    write(train + [dict(train[0], text=test[0]["text"])])
+    with pytest.raises(synth_speech.SplitError, match="sentences in both train and test"):
+        synth_speech.check_split(leaky)
+    heldout_entry = next(e for e in test if e["heldout_voice"])
+    write(train + [dict(train[0], variant=heldout_entry["variant"], heldout_voice=True)])
+    with pytest.raises(synth_speech.SplitError, match="held-out voice variants in train"):
+        synth_speech.check_split(leaky)
+
+
+@needs_espeak
+def test_manifests_parse_with_the_project_connector(synth_dir) -> None:
+    from connectors.manifests import parse_manifest
+
+    for split in synth_speech.SPLITS:
+        path = synth_dir / f"{split}_manifest.json"
+        rows = parse_manifest(str(path), path.read_bytes())
+        entries = synth_speech.read_manifest(path)
+        assert len(rows) == len(entries)
+        for row, entry in zip(rows, entries):
+            assert row["error"] is None
+            assert row["reference_text"] == entry["text"]
+            assert row["row_target_lang"] == entry["lang"]
+            assert Path(row["audio_url"]).exists()
+            assert json.loads(row["metadata"])["variant"] == entry["variant"]
+
+
+def test_config_rejects_a_variant_both_trained_and_held_out() -> None:
+    with pytest.raises(synth_speech.ConfigError, match="both in train and held out"):
+        synth_speech.load_config(["output_dir=x", "heldout_variants=[m1]"])
+    with pytest.raises(synth_speech.ConfigError, match="unknown configuration key"):
+        synth_speech.load_config(["output_dir=x", "nope=1"])
+
+
+# --- training pieces ----------------------------------------------------------------------------------------------
+
+
+def test_torch_rnnt_loss_matches_nemo() -> None:
+    import torch
+    from nemo.collections.asr.losses.rnnt import RNNTLoss
+
+    from pipeline.models.training import rnnt_loss_torch
+
+    gen = torch.Generator().manual_seed(0)
+    B, T, U, V = 3, 9, 4, 7
+    log_probs = torch.randn(B, T, U + 1, V + 1, generator=gen).log_softmax(-1)
+    targets = torch.randint(0, V, (B, U), generator=gen)
+    t_len, u_len = torch.tensor([9, 7, 5]), torch.tensor([4, 2, 3])
+    for name in ("default", "pytorch"):  # warprnnt_numba (CPU kernel) and NeMo's reference PyTorch loss
+        nemo_in = log_probs.clone().requires_grad_(True)
+        want = RNNTLoss(num_classes=V, reduction=None, loss_name=name)(
+            log_probs=nemo_in, targets=targets, input_lengths=t_len, target_lengths=u_len)
+        want.sum().backward()
+        ours_in = log_probs.clone().requires_grad_(True)
+        got = rnnt_loss_torch(ours_in, targets, t_len, u_len, blank=V)
+        got.sum().backward()
+        assert torch.allclose(got, want, atol=1e-4, rtol=0), name
+        assert torch.allclose(ours_in.grad, nemo_in.grad, atol=1e-4), name
+    # Raw logits give the same value as their log-softmax (the joint returns logits on GPU, log-probs on CPU).
+    logits = torch.randn(B, T, U + 1, V + 1, generator=gen)
+    assert torch.allclose(rnnt_loss_torch(logits, targets, t_len, u_len, V),
+                          rnnt_loss_torch(logits.log_softmax(-1), targets, t_len, u_len, V), atol=1e-5)
+
+
+def test_lookahead_sampler_covers_all_five_sizes_every_five_steps() -> None:
+    from pipeline.models.tiny import ATT_CONTEXT_SIZES
+    from pipeline.models.training import LookaheadSampler
+
+    sampler = LookaheadSampler(ATT_CONTEXT_SIZES, seed=0)
+    draws = [sampler.next_index() for _ in range(20)]
+    for block in range(4):
+        assert sorted(draws[5 * block: 5 * block + 5]) == [0, 1, 2, 3, 4]
+    assert draws != list(range(5)) * 4  # shuffled, not a fixed cycle
+    state = sampler.state_dict()
+    ahead = [sampler.next_index() for _ in range(7)]
+    again = LookaheadSampler(ATT_CONTEXT_SIZES, seed=0)
+    again.load_state_dict(state)
+    assert [again.next_index() for _ in range(7)] == ahead
+
+
+def test_epoch_batches_respect_the_padded_budget_and_cover_every_clip() -> None:
+    from pipeline.models.training import epoch_batches
+
+    durations = np.random.default_rng(0).uniform(1, 8, 200)
+    batches = epoch_batches(durations, batch_seconds=30, max_clips=16, seed=0, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(200))
+    assert all(len(b) <= 16 and (len(b) == 1 or durations[b].max() * len(b) <= 30) for b in batches)
+    assert batches == epoch_batches(durations, 30, 16, seed=0, epoch=0)
+    assert batches != epoch_batches(durations, 30, 16, seed=0, epoch=1)
+
+
+# --- the training loop (tones, no espeak-ng) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tone_set(tmp_path_factory) -> Path:
+    """A tiny manifest of tones with real tagged sentences (single-language and one mixed clip)."""
+    folder = tmp_path_factory.mktemp("tones")
+    (folder / "audio").mkdir()
+    texts = [(loc, sentence_pool(loc, 3, seed=0)) for loc in ("en-US", "es-ES", "de-DE", "fr-FR")]
+    entries = []
+    for i in range(8):
+        loc, pool = texts[i % 4]
+        text, lang = f"{pool[i // 4]}<{loc}>", loc
+        if i == 7:
+            text, lang = f"{texts[0][1][2]}<en-US> {texts[2][1][2]}<de-DE>", "auto"
+        seconds = 1.5 + 0.25 * (i % 3)
+        noise = 0.05 * np.random.default_rng(i).standard_normal(int(seconds * 16000)).astype(np.float32)
+        sf.write(folder / "audio" / f"{i}.flac", tone(seconds, freq=200 + 90 * i) + noise, 16000)
+        entries.append({"audio_filepath": f"audio/{i}.flac", "duration": seconds, "text": text, "lang": lang})
+    for name in ("train_manifest.json", "test_manifest.json"):
+        (folder / name).write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tone_set, tmp_path_factory) -> Path:
+    from pipeline.models.training import LOCALES, read_manifest, train_tokenizer
+
+    texts = [e["text"] for e in read_manifest(tone_set / "train_manifest.json")]
+    return train_tokenizer(texts, LOCALES, 96, tmp_path_factory.mktemp("tok"))
+
+
+def _trainer(tone_set, tokenizer_dir, **settings):
+    from pipeline.models.training import ClipSet, DemoModelSpec, Trainer, TrainSettings, build_demo_model
+
+    model = build_demo_model(DemoModelSpec(**TINY_MODEL), tokenizer_dir, seed=0)
+    data = ClipSet(tone_set / "train_manifest.json", model.tokenizer, threads=2)
+    defaults = dict(steps=4, batch_seconds=8.0, lr=3e-3, warmup_steps=1, log_every=100, checkpoint_every=100)
+    return Trainer(model, data, TrainSettings(**(defaults | settings)), "cpu", log_fn=lambda *_: None)
+
+
+def test_language_tags_are_single_tokens(tone_set, tokenizer_dir) -> None:
+    trainer = _trainer(tone_set, tokenizer_dir)
+    tokenizer = trainer.model.tokenizer
+    for locale in ("en-US", "es-ES", "de-DE", "fr-FR"):
+        ids = tokenizer.text_to_ids(f"Hola.<{locale}>")
+        assert tokenizer.ids_to_tokens(ids[-1:]) == [f"<{locale}>"]
+    assert trainer.prompts["auto"] == 101 and trainer.prompts["de-DE"] == 2
+
+
+def test_training_steps_run_and_every_lookahead_is_really_used(tone_set, tokenizer_dir, monkeypatch) -> None:
+    trainer = _trainer(tone_set, tokenizer_dir, steps=5)
+    used = []
+    original = trainer.model.encoder._create_masks
+
+    def recording(att_context_size, *args, **kwargs):  # what the encoder's own training-mode draw picked
+        used.append(list(att_context_size))
+        return original(att_context_size, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.model.encoder, "_create_masks", recording)
+    outs = []
+    assert trainer.run(on_step=lambda step, out: outs.append(out)) is True
+    assert len(outs) == 5 and all(o["finite"] and np.isfinite(float(o["loss"])) for o in outs)
+    assert used == [o["att_context_size"] for o in outs]
+    assert sorted(map(tuple, used)) == [(56, 0), (56, 1), (56, 3), (56, 6), (56, 13)]
+    assert trainer.loss_fn.impl == "torch"  # CPU: the vectorised PyTorch loss
+
+
+def test_loss_decreases_on_a_repeated_batch(tone_set, tokenizer_dir) -> None:
+    trainer = _trainer(tone_set, tokenizer_dir, steps=1000, ctc_weight=0.0, noise_snr_db=[200.0, 200.0],
+                       gain_db=[0.0, 0.0])
+    batch = [0, 1, 2, 3]
+    losses = [float(trainer.train_step(batch)["loss"]) for _ in range(10)]
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.8 * losses[0], losses
+
+
+def test_prompts_mixed_clips_always_auto(tone_set, tokenizer_dir) -> None:
+    trainer = _trainer(tone_set, tokenizer_dir, auto_prompt_prob=0.0)
+    assert trainer.prompt_indices([7]).tolist() == [101]  # the mixed clip
+    assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [0, 1, 2, 3]
+    trainer = _trainer(tone_set, tokenizer_dir, auto_prompt_prob=1.0)
+    assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [101] * 4
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tone_set, tokenizer_dir, tmp_path) -> None:
+    straight = _trainer(tone_set, tokenizer_dir)
+    straight.run(max_steps=4)
+    first = _trainer(tone_set, tokenizer_dir)
+    first.run(max_steps=2, checkpoint_path=tmp_path / "state.pt")
+    resumed = _trainer(tone_set, tokenizer_dir)
+    resumed.load_checkpoint(tmp_path / "state.pt")
+    assert resumed.step == 2
+    resumed.run(max_steps=4)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert straight.lookahead_counts == resumed.lookahead_counts
+
+
+# --- the job ------------------------------------------------------------------------------------------------------
+
+
+def test_config_file_matches_the_dataclass() -> None:
+    from omegaconf import OmegaConf
+
+    from jobs.train_demo_model import DEFAULT_CONFIG, TrainDemoConfig
+
+    keys = set(OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG)))
+    assert keys == set(TrainDemoConfig.__dataclass_fields__)
+    assert set(OmegaConf.load(synth_speech.DEFAULT_CONFIG)) == set(synth_speech.SynthConfig.__dataclass_fields__)
+
+
+def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_set, tmp_path) -> None:
+    from jobs import train_demo_model
+    from pipeline.models.base import AudioItem, ModelSettings
+    from pipeline.models.nemo_rnnt import NemotronRNNT
+
+    model_keys = [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + ["model.vocab_size=96"]
+    common = [f"data_dir={tone_set}", f"work_dir={tmp_path / 'work'}", "batch_seconds=8", "warmup_steps=1",
+              "device=cpu", "eval_limit=5", *model_keys]
+    assert train_demo_model.main(common + ["steps=2"]) == 0
+    metrics = json.loads((tmp_path / "work" / "metrics.json").read_text())
+    assert metrics["finished"] is True and metrics["training"]["steps"] == 2
+    assert set(metrics["targets"]) == {"wer_given_56_13", "wer_given_56_0", "lid_accuracy_auto_56_13"}
+    evaluation = metrics["evaluation"]
+    assert evaluation["clips"] == 5 and set(evaluation["contexts"]) == {"56_13", "56_0"}
+    assert 0 <= evaluation["contexts"]["56_0"]["lid_accuracy_auto"] <= 1
+    nemo = tmp_path / "work" / "demo.nemo"
+    assert metrics["model"]["nemo_mb"] < 20 and nemo.stat().st_size < 20e6
+
+    adapter = NemotronRNNT(ModelSettings(model_path=str(nemo), att_context_size=(56, 0), device="cpu"))
+    assert adapter.card.locales == ("de-DE", "en-US", "es-ES", "fr-FR")
+    audio, _ = sf.read(tone_set / "audio" / "0.flac", dtype="float32")
+    out = adapter.transcribe([AudioItem(audio, "en-US"), AudioItem(audio, "auto")])
+    assert len(out) == 2 and all(isinstance(o.raw_text, str) for o in out)
+
+    # Same work_dir, more steps: resumes from state.pt.
+    assert train_demo_model.main(common + ["steps=3", "evaluate=false"]) == 0
+    metrics = json.loads((tmp_path / "work" / "metrics.json").read_text())
+    assert metrics["training"]["steps"] == 3
+    assert "resumed from" in (tmp_path / "work" / "train.log").read_text()
