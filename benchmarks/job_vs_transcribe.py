@@ -85,11 +85,11 @@ def model_only(model_path: str, paths: list[str], batch_size: int, att: list[int
     return time.monotonic() - started
 
 
-def job(model_path: str, manifest: Path, out: Path, batch_size: int, att: list[int]) -> float:
+def job(model_path: str, manifest: Path, out: Path, batch_size: int, att: list[int], extra: list[str]) -> float:
     from jobs.transcribe import connect_ray, plan, run
 
     p = plan([f"model_path={model_path}", f"dataset_manifest={manifest}", f"output_path={out}",
-              f"batch_size={batch_size}", f"att_context_size=[{att[0]},{att[1]}]", "target_lang=en-US"])
+              f"batch_size={batch_size}", f"att_context_size=[{att[0]},{att[1]}]", "target_lang=en-US", *extra])
     connect_ray(p.cfg)
     summary = run(p)
     assert summary.failed_rows == 0, summary
@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--att-context-size", default="56,13")
     parser.add_argument("--runs", type=int, default=2, help="repeat both sides; the best of each is reported")
+    parser.add_argument("--ray-cpus", type=int, default=None, help="logical CPUs of the embedded Ray (default: cores)")
+    parser.add_argument("--job", nargs="*", default=[], help="extra job settings, e.g. cpus_per_actor=2")
     args = parser.parse_args()
     att = [int(v) for v in args.att_context_size.split(",")]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -119,11 +121,17 @@ def main() -> None:
 
     base_s = min(baseline(model_path, paths, args.batch_size, att) for _ in range(args.runs))
     model_s = min(model_only(model_path, paths, args.batch_size, att) for _ in range(args.runs))
-    job_s = min(job(model_path, manifest, work / f"out-{i}", args.batch_size, att) for i in range(args.runs))
+    if args.ray_cpus:
+        import ray
+
+        ray.init(num_cpus=args.ray_cpus, include_dashboard=False, logging_level="WARNING")
+    job_s = min(job(model_path, manifest, work / f"out-{i}", args.batch_size, att, args.job)
+                for i in range(args.runs))
     result = {
         "machine": machine(),
         "model": model_path, "clips": args.clips, "audio_seconds": round(audio_seconds, 1),
-        "batch_size": args.batch_size, "att_context_size": att,
+        "batch_size": args.batch_size, "att_context_size": att, "job_settings": args.job,
+        "ray_cpus": args.ray_cpus,
         "transcribe_loop_audio_s_per_s": round(audio_seconds / base_s, 1),
         "model_only_audio_s_per_s": round(audio_seconds / model_s, 1),
         "job_audio_s_per_s": round(audio_seconds / job_s, 1),
