@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypeVar
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
@@ -19,6 +19,7 @@ from pipeline.models.base import ModelCard
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "transcribe.yaml"
 DTYPES = ("float32", "bfloat16", "float16")
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -67,20 +68,28 @@ class TranscribeConfig:
     ray_address: Optional[str] = None
 
 
-def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) -> TranscribeConfig:
-    """Defaults <- YAML file <- `key=value` overrides, type-checked."""
+def load_structured(schema: type[T], overrides: list[str], config_file: str | Path, *, example: str = "...",
+                    hint: str = "") -> T:
+    """Defaults (the dataclass) <- the YAML file (if it exists) <- `key=value` overrides, type-checked; every OmegaConf
+    failure as one ConfigError that names the key. Shared by the jobs that take NeMo-style overrides."""
     try:
-        schema = OmegaConf.structured(TranscribeConfig)
-        merged = OmegaConf.merge(schema, OmegaConf.load(config_file), OmegaConf.from_dotlist(overrides))
-        cfg: TranscribeConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        layers = [OmegaConf.structured(schema)]
+        if Path(config_file).exists():
+            layers.append(OmegaConf.load(config_file))
+        return OmegaConf.to_object(OmegaConf.merge(*layers, OmegaConf.from_dotlist(overrides)))  # type: ignore
     except (ConfigKeyError, ConfigAttributeError) as error:
-        known = ", ".join(TranscribeConfig.__dataclass_fields__)
-        raise ConfigError(f"unknown configuration key {error.full_key!r}. Known keys: {known}") from None
+        known = ", ".join(schema.__dataclass_fields__)  # type: ignore[attr-defined]
+        raise ConfigError(f"unknown configuration key {error.full_key!r}. Known keys: {known}{hint}") from None
     except MissingMandatoryValue as error:
-        raise ConfigError(f"{error.full_key} is required (e.g. {error.full_key}=/data/out)") from None
+        raise ConfigError(f"{error.full_key} is required (e.g. {error.full_key}={example})") from None
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         raise ConfigError(f"bad value for {key}: {str(error).splitlines()[0]}") from None
+
+
+def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) -> TranscribeConfig:
+    """The transcription job's configuration, checked as far as it can be without the data or the checkpoint."""
+    cfg = load_structured(TranscribeConfig, overrides, config_file, example="/data/out")
     check_settings(cfg)
     return cfg
 

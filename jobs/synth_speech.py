@@ -53,9 +53,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
+from omegaconf import MISSING
 
+from jobs.config import ConfigError, load_structured
 from jobs.synth_text import LANGUAGES, sentence_pool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,8 +73,6 @@ ESPEAK_PACKAGES = ("espeak-ng", "libespeak-ng1", "espeak-ng-data", "libsonic0")
 _LIBDIR = "usr/lib/x86_64-linux-gnu"
 
 
-class ConfigError(ValueError):
-    pass
 
 
 class SplitError(AssertionError):
@@ -110,19 +108,7 @@ class SynthConfig:
 
 
 def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) -> SynthConfig:
-    try:
-        schema = OmegaConf.structured(SynthConfig)
-        layers = [schema]
-        if Path(config_file).exists():
-            layers.append(OmegaConf.load(config_file))
-        cfg: SynthConfig = OmegaConf.to_object(OmegaConf.merge(*layers, OmegaConf.from_dotlist(overrides)))
-    except (ConfigKeyError, ConfigAttributeError) as error:
-        raise ConfigError(f"unknown configuration key {error.full_key!r}. Known keys: "
-                          f"{', '.join(SynthConfig.__dataclass_fields__)}") from None
-    except MissingMandatoryValue as error:
-        raise ConfigError(f"{error.full_key} is required (e.g. {error.full_key}=build/synth)") from None
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"bad value for {getattr(error, 'full_key', None)}: {str(error).splitlines()[0]}") from None
+    cfg: SynthConfig = load_structured(SynthConfig, overrides, config_file, example="build/synth")
     unknown = [loc for loc in cfg.locales if loc not in LANGUAGES or loc not in VOICES]
     if unknown:
         raise ConfigError(f"no templates or voice for {unknown}; known: {', '.join(LANGUAGES)}")

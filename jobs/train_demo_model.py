@@ -90,17 +90,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
-
+from jobs.config import ConfigError, load_structured
 from pipeline.models.training import DemoModelSpec, TrainSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "conf" / "train_demo.yaml"
 
 
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass
@@ -124,16 +120,7 @@ class TrainDemoConfig(TrainSettings):
 
 
 def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) -> TrainDemoConfig:
-    try:
-        layers = [OmegaConf.structured(TrainDemoConfig)]
-        if Path(config_file).exists():
-            layers.append(OmegaConf.load(config_file))
-        cfg: TrainDemoConfig = OmegaConf.to_object(OmegaConf.merge(*layers, OmegaConf.from_dotlist(overrides)))
-    except (ConfigKeyError, ConfigAttributeError) as error:
-        raise ConfigError(f"unknown configuration key {error.full_key!r}. Known keys: "
-                          f"{', '.join(TrainDemoConfig.__dataclass_fields__)} (model.<field> for the model)") from None
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"bad value for {getattr(error, 'full_key', None)}: {str(error).splitlines()[0]}") from None
+    cfg: TrainDemoConfig = load_structured(TrainDemoConfig, overrides, config_file, hint=" (model.<field> for the model)")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.loss not in ("auto", "nemo", "torch"):
