@@ -117,12 +117,18 @@ def clean_uncommitted(output_path: str) -> list[str]:
     return deleted
 
 
+def committed_files(output_path: str, table: str = RECORDINGS) -> tuple[object, list[str]]:
+    """The filesystem and the sorted paths of one table's committed Parquet files (hidden names are files being
+    written: every reader skips them)."""
+    fs, folder, names = _listing(output_path, table)
+    return fs, [f"{folder}/{n}" for n in sorted(names) if n.endswith(".parquet") and not n.startswith((".", "_"))]
+
+
 def committed_row_ids(output_path: str) -> set[str]:
     """The row ids already in `recordings/`: a rerun skips them."""
-    fs, folder, names = _listing(output_path, RECORDINGS)
+    fs, paths = committed_files(output_path)
     ids: set[str] = set()
-    for name in names:
-        if name.endswith(".parquet") and not name.startswith((".", "_")):
-            with fs.open(f"{folder}/{name}", "rb") as handle:
-                ids.update(pq.read_table(handle, columns=["row_id"])["row_id"].to_pylist())
+    for path in paths:
+        with fs.open(path, "rb") as handle:
+            ids.update(pq.read_table(handle, columns=["row_id"])["row_id"].to_pylist())
     return ids

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from connectors.parquet_sink import committed_files
 from connectors.storage import filesystem
 from pipeline.records import RECORDINGS_SCHEMA
 from pipeline.scoring import primary_metric_for
@@ -93,9 +94,7 @@ def _parquet_files(output_path: str) -> tuple[object, list[str]]:
     fs, folder = filesystem(f"{output_path.rstrip('/')}/recordings")
     if not fs.exists(folder):
         raise UsageError(f"no recordings/ folder under {output_path}")
-    names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False))
-    # Hidden names are files being written (the sink's temporary files): every reader skips them.
-    return fs, [f"{folder}/{n}" for n in names if n.endswith(".parquet") and not n.startswith((".", "_"))]
+    return committed_files(output_path)
 
 
 def read_recordings(output_path: str, run_id: str | None = None, columns: list[str] = COLUMNS) -> pa.Table:
