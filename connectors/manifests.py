@@ -159,23 +159,37 @@ def parse_line(raw: bytes, manifest: str | None, line: int, base_dir: str) -> Ma
     return row
 
 
-def _lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, bytes without the line ending) of a binary stream; None for a line over MAX_LINE_BYTES (its
-    bytes are skipped, never held)."""
+def _lines(handle: IO[bytes], chunk_bytes: int = 1 << 20) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes without the line ending) of a binary stream, read in chunks (any file object: fsspec's
+    have no bounded readline); None for a line over MAX_LINE_BYTES, whose bytes are dropped as they arrive."""
     number = 0
+    pending = b""
+    overlong = False
     while True:
-        raw = handle.readline(MAX_LINE_BYTES + 1)
-        if not raw:
-            return
+        chunk = handle.read(chunk_bytes)
+        if not chunk:
+            break
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            number += 1
+            if overlong or len(raw) > MAX_LINE_BYTES:
+                overlong = False
+                yield number, None
+                continue
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            yield number, raw.rstrip(b"\r")
+        if len(pending) > MAX_LINE_BYTES:  # a line this long is not an entry: do not hold it
+            overlong, pending = True, b""
+    if pending or overlong:
         number += 1
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            while raw and not raw.endswith(b"\n"):
-                raw = handle.readline(MAX_LINE_BYTES)
+        if overlong or len(pending) > MAX_LINE_BYTES:
             yield number, None
-            continue
-        if number == 1 and raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
-        yield number, raw.rstrip(b"\n").rstrip(b"\r")
+        else:
+            if number == 1 and pending.startswith(_BOM):
+                pending = pending[len(_BOM):]
+            yield number, pending.rstrip(b"\r")
 
 
 def iter_manifest(manifest: str, handle: IO[bytes]) -> Iterator[ManifestRow]:

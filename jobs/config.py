@@ -111,3 +111,5 @@ def load_structured(schema: type[T], overrides: list[str], config_file: str | Pa
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         raise ConfigError(f"bad value for {key}: {str(error).splitlines()[0]}") from None
+    except ValueError as error:  # a section's own check (its dataclass __post_init__)
+        raise ConfigError(f"bad settings: {error}") from None
