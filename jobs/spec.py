@@ -156,6 +156,7 @@ def check(spec: JobSpec) -> None:
     _finite("compute.max_batch_seconds", c.max_batch_seconds, 0, 1e6, low_open=True)
     _finite("compute.gpus_per_actor", c.gpus_per_actor, 0, 64, low_open=True)
     _finite("compute.cpus_per_actor", c.cpus_per_actor, 0, 1024, low_open=True)
+    _finite("compute.model_threads", c.model_threads, 1, 1024)
     _finite("compute.decode_cpus", c.decode_cpus, 0, 1024, low_open=True)
     _finite("compute.decode_memory_mb", c.decode_memory_mb, 64, 1 << 20)
     _finite("compute.block_seconds", c.block_seconds, 1, 1e6)

@@ -38,7 +38,9 @@ class ComputeSpec:
     max_batch_seconds: Optional[float] = setting(None, "also cap a forward pass at this many padded audio seconds "
                                                        "(long segments: fewer per batch)")
     gpus_per_actor: float = setting(1.0, "GPUs of one inference actor (when the cluster has GPUs)")
-    cpus_per_actor: float = setting(1.0, "CPUs of one inference actor; on CPU also its torch threads")
+    cpus_per_actor: float = setting(1.0, "CPUs Ray reserves for one inference actor")
+    model_threads: Optional[int] = setting(None, "torch threads of a CPU actor; null = cpus_per_actor (more lets a "
+                                                 "CPU-only machine's model use the cores decoding leaves idle)")
     min_actors: int = setting(1, "inference actors to start with")
     max_actors: Optional[int] = setting(None, "inference actors at most; null = one per GPU (1 on a CPU-only "
                                               "cluster)")

@@ -93,7 +93,7 @@ class NemotronRNNT:
         )
         if self.device.type == "cpu":
             # Ray gives an actor OMP_NUM_THREADS = its CPUs (1 by default); torch follows that unless told.
-            torch.set_num_threads(max(1, int(compute.cpus_per_actor)))
+            torch.set_num_threads(compute.model_threads or max(1, round(compute.cpus_per_actor)))
         if _is_checkpoint_file(spec.model_path):
             model = ASRModel.restore_from(spec.model_path, map_location=self.device)
         else:
