@@ -172,12 +172,28 @@ def test_permanent_errors_are_not_retried_and_become_the_rows_error(proxied, sto
     assert len(proxy.requests(path_contains="/audio/")) == 1  # ...nor by botocore or s3fs: one request, one answer
 
 
-def test_dropped_connections_beyond_s3fs_retries_are_retried_by_storage(proxied, stored_audio):
+def test_dropped_connections_are_retried_by_storage(proxied, stored_audio):
     url, payload = stored_audio
-    # s3fs retries a dropped HEAD itself (a handful of times); drop more than that, then answer.
-    proxied(fail_first(12, drop=True, methods=("HEAD",), path_contains="/audio/"), botocore_retries=False)
+    # aiohttp resends an idempotent request once when the server drops it (RFC 9112); drop both, then answer.
+    proxy = proxied(fail_first(2, drop=True, methods=("HEAD",), path_contains="/audio/"))
     assert storage.read_bytes(url, max_mb=10) == payload
-    assert proxied.sleeps  # connectors.storage backed off at least once
+    assert [s.action for s in proxy.requests("HEAD", "/audio/")][:3] == ["drop", "drop", "forward"]
+    assert proxied.sleeps == [0.5]  # connectors.storage's loop, not botocore's or s3fs's, made the retry
+
+
+def test_dropped_connections_on_every_try_end_as_a_bounded_connection_error(proxied, stored_audio):
+    """A fetch has one retry loop (connectors.storage's): botocore's and s3fs's are off for fetches, so a dead
+    endpoint costs FETCH_ATTEMPTS tries, not their product (botocore's 5 inside s3fs's 5 inside ours)."""
+    url, _ = stored_audio
+    proxy = proxied(fail_first(99, drop=True, methods=("HEAD",), path_contains="/audio/"))
+    with pytest.raises(storage.FetchConnectionError, match=r"^connection reset or closed by 127\.0\.0\.1:\d+: "
+                                                           r"s3://.*/audio/a\.wav \(gave up after 4 attempts\)$"):
+        storage.read_bytes(url, max_mb=10)
+    assert proxied.sleeps == [0.5, 1.0, 2.0]
+    # Each try is one HEAD that aiohttp resends once after the drop (RFC 9112), and nothing more.
+    assert len(proxy.requests("HEAD", "/audio/")) == 2 * storage.FETCH_ATTEMPTS
+    rows = list(segment_rows({"row_id": "r", "audio_url": url, "error": None}, DecodeSettings()))
+    assert "connection reset or closed by" in rows[0]["error"] and "file not found" not in rows[0]["error"]
 
 
 def test_is_transient_classifies_botocore_connection_errors():
