@@ -244,7 +244,11 @@ def describe_fetch_error(error: BaseException, url: str) -> str:
     return f"cannot read {url}: {type(error).__name__}: {error}"
 
 
-def _fetch_with_retries(action: Callable[[], T], url: str, timeout: float | None, attempts: int) -> T:
+def with_fetch_retries(action: Callable[[], T], url: str, *, timeout: float | None = None,
+                       attempts: int = FETCH_ATTEMPTS) -> T:
+    """`with_retries` for an action that fetches `url`: each failure is classified first (`classify_fetch_error`),
+    so timeouts and refused connections that a library reported as "file not found" are retried, and the error
+    that ends it says what happened and how many attempts were made."""
     for attempt in range(attempts):
         try:
             return action()
@@ -275,8 +279,9 @@ def open_file(path: str, *, max_mb: float | None = None, block_size: int = 8 * 2
     does not tell the size is read whole (still bounded by `max_mb`). Errors: see `classify_fetch_error`."""
     timeout = _checked_timeout(timeout)
     if protocol_of(path) == "file":
-        return _fetch_with_retries(lambda: _open_local(path, max_mb), path, timeout, attempts)
-    handle = _fetch_with_retries(lambda: _open_remote(path, max_mb, block_size, timeout), path, timeout, attempts)
+        return with_fetch_retries(lambda: _open_local(path, max_mb), path, timeout=timeout, attempts=attempts)
+    handle = with_fetch_retries(lambda: _open_remote(path, max_mb, block_size, timeout), path, timeout=timeout,
+                                attempts=attempts)
     return handle if isinstance(handle, io.BytesIO) else RetryingReader(handle, path, timeout, attempts)
 
 
@@ -292,7 +297,7 @@ def read_bytes(path: str, *, max_mb: float | None = None, timeout: float = DEFAU
         with opened as handle:
             return _read_at_most(handle, max_mb)
 
-    return _fetch_with_retries(_read, path, timeout, attempts)
+    return with_fetch_retries(_read, path, timeout=timeout, attempts=attempts)
 
 
 class RetryingReader(io.RawIOBase):
@@ -327,7 +332,7 @@ class RetryingReader(io.RawIOBase):
             self._handle.seek(position)
             return self._handle.read(-1 if size is None else size)
 
-        return _fetch_with_retries(_read, self._url, self._timeout, self._attempts)
+        return with_fetch_retries(_read, self._url, timeout=self._timeout, attempts=self._attempts)
 
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
@@ -357,7 +362,7 @@ def _open_remote(path: str, max_mb: float | None, block_size: int, timeout: floa
 
 
 def _fetch_filesystem(path: str, timeout: float | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """A filesystem for fetching: timeouts set and the libraries' own retries off, so that `_fetch_with_retries` is
+    """A filesystem for fetching: timeouts set and the libraries' own retries off, so that `with_fetch_retries` is
     the one retry loop (library retries multiply: botocore's 5 attempts inside s3fs's 5 inside ours made a dead
     endpoint cost 100 timeouts). fsspec caches instances by their options, so these never serve other callers."""
     protocol = protocol_of(path)
