@@ -31,7 +31,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 REDACTED = "<redacted>"
 
@@ -93,7 +93,10 @@ def redact(text: str | None) -> str | None:
     """`text` with every credential replaced by '<redacted>' (see the module's docstring for what counts)."""
     if not text:
         return text
-    for value in known_secrets():
+    # Credentials that this very text shows in a URL are also redacted wherever else the text repeats them, whole or
+    # in pieces: a library that cannot parse `http://user:ab/cd@host` says "Port could not be cast ... 'ab'".
+    shown = sorted(_secrets_shown_in_urls(text), key=len, reverse=True)
+    for value in (*known_secrets(), *shown):
         if value in text:
             text = text.replace(value, REDACTED)
     text = _URL.sub(_redact_url, text)
@@ -196,6 +199,40 @@ def _redact_url(match: re.Match) -> str:
     return f"{scheme}://{rest}"
 
 
+def _secrets_shown_in_urls(text: str) -> set[str]:
+    """The userinfo (user and password) and signing-parameter values of the URLs in `text`, with their URL-decoded
+    spellings and their pieces between '/', '?', '#', '@' and ':' (4 characters or more)."""
+    found: set[str] = set()
+    for match in _URL.finditer(text):
+        rest = match.group("rest")
+        end = _userinfo_end(rest)
+        values = [] if end is None else list(rest[:end].split(":", 1))
+        if match.group("scheme").lower() not in _KEY_SCHEMES and "?" in rest:
+            for pair in re.split(r"[&;]", rest.split("?", 1)[1]):
+                name, _, value = pair.partition("=")
+                if re.fullmatch(_SIGNING_PARAMS, name, re.IGNORECASE):
+                    values.append(value)
+        for value in values:
+            for spelled in (value, unquote(value)):
+                if len(spelled) >= _MIN_SECRET_CHARS:
+                    found.add(spelled)
+                found.update(piece for piece in re.split(r"[/?#@:]", spelled) if len(piece) >= 4)
+    found.discard(REDACTED)
+    return found
+
+
+def _userinfo_end(rest: str) -> int | None:
+    """Where the userinfo of a URL ends (the index of its '@' in `rest`, what follows '://'), or None."""
+    if "@" not in rest:
+        return None
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" not in authority:
+        user, colon, after = authority.partition(":")
+        if not colon or after.isdigit() or user.startswith("["):  # host:port/a@b.wav: an '@' in a name
+            return None
+    return rest.rindex("@")
+
+
 def _redact_userinfo(rest: str) -> str:
     """`rest` is what follows '://'. There is userinfo when the authority (up to the first '/', '?' or '#') holds an
     '@', as urllib parses it, or when it reads `user:xxx` with `xxx` not a port number and an '@' follows later (a
@@ -203,14 +240,8 @@ def _redact_userinfo(rest: str) -> str:
     to the LAST '@' of the URL: a password may hold '@' too, and a leak costs more than the part of a path with an
     '@' that goes with it. (A password whose characters before its first '/', '?' or '#' are all digits reads as
     host:port and is left to the by-value redaction.)"""
-    if "@" not in rest:
-        return rest
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if "@" not in authority:
-        user, colon, after = authority.partition(":")
-        if not colon or after.isdigit() or user.startswith("["):  # host:port/a@b.wav: an '@' in a name
-            return rest
-    return REDACTED + rest[rest.rindex("@"):]
+    end = _userinfo_end(rest)
+    return rest if end is None else REDACTED + rest[end:]
 
 
 def _stat_key(paths: list[Path]) -> tuple:

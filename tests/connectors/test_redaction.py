@@ -156,6 +156,12 @@ def test_examples_that_broke_before() -> None:
     assert redact("https://host:8080/photos/a@2x.wav") == "https://host:8080/photos/a@2x.wav"
     assert redact("s3://bucket/what?.wav") == "s3://bucket/what?.wav"  # in s3 keys '?' is a character
     assert redact(None) is None and redact("") == ""
+    # A library quoting a piece of a credential that the same message shows in a URL (yarl, on a raw '/').
+    assert redact("cannot read http://AKIA:wJal/rXUt@h:1/a.wav: ValueError: Port could not be cast to integer "
+                  "value as 'wJal'") == (f"cannot read http://{REDACTED}@h:1/a.wav: ValueError: Port could not be "
+                                         f"cast to integer value as '{REDACTED}'")
+    assert redact("https://h/k.wav?X-Amz-Security-Token=IQoJ%2F%2Babc&X-Amz-Date=2026; invalid token IQoJ/+abc") \
+        == f"https://h/k.wav?{REDACTED} invalid token {REDACTED}"
 
 
 def test_secrets_of_the_aws_credentials_files_are_redacted_in_every_profile(tmp_path, monkeypatch) -> None:
