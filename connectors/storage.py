@@ -499,7 +499,7 @@ def _netloc(url: str) -> str:
 # --- output folders and listings ----------------------------------------------------------------------------------
 
 
-def make_output_folder(path: str) -> None:
+def ensure_output_folder(path: str) -> None:
     """Make `path` ready to be written to, creating folders but never a bucket: a local folder (and its parents) is
     created; on object stores (s3, gs, az, ...) the bucket must exist (BucketNotFound otherwise) and nothing is
     created (a prefix needs no creating). Use this instead of `fs.makedirs(output_path)`, which creates a missing
@@ -560,17 +560,3 @@ def normalise_url(url: str) -> str:
     key = posixpath.normpath(key) if key else ""
     key = "" if key == "." else key
     return f"{protocol.lower()}://{bucket}" + (f"/{key}" if key else "") + query
-
-
-def ensure_output_folder(url: str) -> None:
-    """Make sure the output folder can be written: create it (and its parents) on a local disk; on object storage
-    check that the bucket exists (a job never creates a bucket: a typo must not leave one behind) and create nothing
-    (prefixes need no creation)."""
-    fs, path = filesystem(url)
-    if protocol_of(url) == "file":
-        fs.makedirs(path, exist_ok=True)
-        return
-    bucket = path.split("/", 1)[0]
-    fs.invalidate_cache(bucket)
-    if not fs.exists(bucket):
-        raise FileNotFoundError(f"bucket {bucket!r} does not exist (the job does not create buckets)")

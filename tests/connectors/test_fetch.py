@@ -21,7 +21,7 @@ from connectors.storage import (
     NotARegularFile,
     classify_fetch_error,
     describe_fetch_error,
-    make_output_folder,
+    ensure_output_folder,
     open_file,
     read_bytes,
 )
@@ -272,22 +272,22 @@ def test_output_on_a_missing_bucket_is_refused_and_no_bucket_is_created(s3fs_cli
     assert not s3fs_client.exists(name)
     with pytest.raises(BucketNotFound, match=rf"^bucket '{name}' does not exist \(s3://{name}/out\); the job never "
                                              r"creates buckets"):
-        make_output_folder(f"s3://{name}/out")
+        ensure_output_folder(f"s3://{name}/out")
     s3fs_client.invalidate_cache()
     assert name not in [b.rstrip("/") for b in s3fs_client.ls("")]
 
 
 def test_output_on_an_existing_bucket_creates_nothing(s3fs_client, bucket) -> None:
-    make_output_folder(f"s3://{bucket}/runs/2026/out")
-    make_output_folder(f"s3://{bucket}")
+    ensure_output_folder(f"s3://{bucket}/runs/2026/out")
+    ensure_output_folder(f"s3://{bucket}")
     s3fs_client.invalidate_cache()
     assert s3fs_client.ls(bucket) == []  # an object store needs no folder objects
 
 
 def test_local_output_folder_is_created_and_a_file_is_refused(tmp_path) -> None:
-    make_output_folder(str(tmp_path / "a" / "b"))
+    ensure_output_folder(str(tmp_path / "a" / "b"))
     assert (tmp_path / "a" / "b").is_dir()
-    make_output_folder(str(tmp_path / "a" / "b"))  # exists: fine
+    ensure_output_folder(str(tmp_path / "a" / "b"))  # exists: fine
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
-        make_output_folder(str(tmp_path / "file"))
+        ensure_output_folder(str(tmp_path / "file"))
