@@ -21,7 +21,8 @@ import soundfile as sf
 
 from connectors import storage
 from jobs.transcribe import plan, run
-from pipeline.decode import DecodeSettings, segment_rows
+from pipeline.decode import DecodeSettings, decode_recording
+from pipeline.records import SOURCE_SCHEMA
 from tests.audio_factory import tone
 from tests.fault_proxy import Fault, FaultProxy, always, fail_first
 from tests.jobs.jobs_helpers import clips, duplicate_segments, recordings_counts, write_manifest
@@ -84,6 +85,14 @@ def test_inference_actor_killed_mid_job_is_replaced_and_every_row_written_once(r
 
 
 # --- object storage faults, through a proxy -----------------------------------------------------------------------
+
+
+def fetched(url: str) -> tuple[str | None, str | None]:
+    """(error_stage, error) of one recording at `url` through the decode stage, as the job records them."""
+    row = {name: None for name in SOURCE_SCHEMA.names}
+    row.update(row_id="r", audio_url=url, audio_filepath=url, channel_mode="mix")
+    recording = decode_recording(row, DecodeSettings())
+    return recording["error_stage"], recording["error"]
 
 
 @pytest.fixture()
@@ -153,21 +162,18 @@ def test_own_retry_loop_backs_off_exponentially_on_5xx(proxied, stored_audio):
 def test_persistent_5xx_gives_up_after_four_attempts_as_a_fetch_error_row(proxied, stored_audio):
     url, _ = stored_audio
     proxy = proxied(always(status=503, path_contains="/audio/"), botocore_retries=False)
-    rows = list(segment_rows({"row_id": "r", "audio_url": url, "error": None}, DecodeSettings()))
-    assert len(rows) == 1
-    assert rows[0]["error"].startswith(f"fetch: cannot read {url}: ")
-    assert "Service Unavailable" in rows[0]["error"] or "SlowDown" in rows[0]["error"]
+    stage, error = fetched(url)
+    assert stage == "fetch" and error.startswith(f"cannot read {url}: ")
+    assert "Service Unavailable" in error or "SlowDown" in error
     assert proxied.sleeps == [0.5, 1.0, 2.0]
     assert len(proxy.requests("HEAD", "/audio/")) == 4
 
 
-@pytest.mark.parametrize(("status", "error"), [(403, "fetch: access denied: {url}"),
-                                               (404, "fetch: file not found: {url}")])
+@pytest.mark.parametrize(("status", "error"), [(403, "access denied: {url}"), (404, "file not found: {url}")])
 def test_permanent_errors_are_not_retried_and_become_the_rows_error(proxied, stored_audio, status, error):
     url, _ = stored_audio
     proxy = proxied(always(status=status, path_contains="/audio/"))
-    rows = list(segment_rows({"row_id": "r", "audio_url": url, "error": None}, DecodeSettings()))
-    assert [r["error"] for r in rows] == [error.format(url=url)]
+    assert fetched(url) == ("fetch", error.format(url=url))
     assert proxied.sleeps == []  # not retried by connectors.storage...
     assert len(proxy.requests(path_contains="/audio/")) == 1  # ...nor by botocore or s3fs: one request, one answer
 
@@ -192,8 +198,8 @@ def test_dropped_connections_on_every_try_end_as_a_bounded_connection_error(prox
     assert proxied.sleeps == [0.5, 1.0, 2.0]
     # Each try is one HEAD that aiohttp resends once after the drop (RFC 9112), and nothing more.
     assert len(proxy.requests("HEAD", "/audio/")) == 2 * storage.FETCH_ATTEMPTS
-    rows = list(segment_rows({"row_id": "r", "audio_url": url, "error": None}, DecodeSettings()))
-    assert "connection reset or closed by" in rows[0]["error"] and "file not found" not in rows[0]["error"]
+    stage, error = fetched(url)
+    assert stage == "fetch" and "connection reset or closed by" in error and "file not found" not in error
 
 
 def test_is_transient_classifies_botocore_connection_errors():

@@ -136,7 +136,7 @@ def secret_run(ray_session, tiny_model, s3_endpoint, s3fs_client, tmp_path_facto
         server.stop()
         refused.__exit__(None, None, None)
     rows = {r[0]: r for r in duckdb.sql(
-        f"select json_extract_string(metadata, '$.call'), error, audio_filepath, audio_url "
+        f"select json_extract_string(metadata, '$.call'), error, audio_filepath, audio_url, error_stage "
         f"from read_parquet('{out}/recordings/*.parquet')").fetchall()}
     return {
         "code": code, "out": out, "rows": rows, "refused_port": port, "stdout": stdout.getvalue(), "stderr": stderr.getvalue(),
@@ -159,17 +159,18 @@ def test_the_job_ran_and_the_rows_are_as_expected(secret_run):
     assert set(rows) == {None, "missing", "signed", *PAIR_NAMED, "userinfo-404", "userinfo-refused",
                          "userinfo-unparsed", "served"}
     assert rows[None][1] is None
-    assert rows["missing"][1].startswith("fetch: file not found: ")
+    assert {call: row[4] for call, row in rows.items() if row[1]} == dict.fromkeys(
+        ["missing", "userinfo-404", "userinfo-refused", "userinfo-unparsed"], "fetch")
+    assert rows["missing"][1].startswith("file not found: ")
     assert "missing.wav" in rows["missing"][1]  # still says which file, without the query
     assert rows["signed"][1] is None  # a presigned URL is a fine way to name audio
     assert rows["served"][1] is None
     assert rows["served"][2].endswith("/calls/served.wav?<redacted>")
     # The library's own messages, classified and redacted: which file and what happened, no credential.
-    assert rows["userinfo-404"][1].startswith("fetch: file not found: http://<redacted>@127.0.0.1:")
+    assert rows["userinfo-404"][1].startswith("file not found: http://<redacted>@127.0.0.1:")
     assert rows["userinfo-404"][1].endswith("/calls/gone.wav")
     assert "connection refused by 127.0.0.1:" in rows["userinfo-refused"][1]
     assert "file not found" not in rows["userinfo-refused"][1]
-    assert rows["userinfo-unparsed"][1].startswith("fetch: ")
     port = secret_run["refused_port"]
     assert rows["userinfo-unparsed"][2] == f"http://<redacted>@127.0.0.1:{port}/calls/unparsed.wav"
     assert rows["userinfo-refused"][2] == f"http://<redacted>@127.0.0.1:{port}/calls/refused.wav"
