@@ -95,13 +95,14 @@ class DecodeReport:
         if self.decoder_switch:
             found.append(self.decoder_switch)
         if 0 < self.source_sample_rate < min_sample_rate:
-            found.append(f"low sample rate: {self.source_sample_rate} Hz, resampled to {self.target_sample_rate} Hz")
+            found.append(f"low sample rate: resampled from {self.source_sample_rate} Hz (under {min_sample_rate} Hz, "
+                         f"speech loses its high frequencies)")
         if not self.complete:
             return found
         decoded = self.decoded_seconds
         promised = self.header_duration
         if self.truncated:
-            found.append(f"truncated: the header promises {promised:.1f} s, the file holds {decoded:.1f} s")
+            found.append(f"truncated: the header says {promised:.1f} s, the file holds {decoded:.1f} s")
         elif promised is not None and decoded - promised > _tolerance(promised, TRUNCATION_TOLERANCE):
             found.append(f"header duration wrong: the header says {promised:.1f} s, {decoded:.1f} s decoded")
         if (manifest_duration is not None and math.isfinite(manifest_duration) and manifest_duration > 0

@@ -47,7 +47,7 @@ def test_wav_truncated_by_bytes_warns_with_promised_and_held_seconds(subtype) ->
     assert report.truncated
     assert report.header_duration == pytest.approx(12.0, abs=0.02)  # libsndfile alone would say 3.1
     assert report.decoded_seconds == pytest.approx(3.12, abs=0.1)  # ADPCM holds whole blocks
-    assert report.warnings() == [f"truncated: the header promises 12.0 s, the file holds "
+    assert report.warnings() == [f"truncated: the header says 12.0 s, the file holds "
                                  f"{report.decoded_seconds:.1f} s"]
 
 
@@ -55,7 +55,7 @@ def test_mp3_truncated_by_bytes_warns() -> None:
     data = encode(tone(12.0), RATE, "MP3", "MPEG_LAYER_III")
     assert report_of(data).warnings() == []
     warnings = report_of(data[: len(data) // 2]).warnings()
-    assert len(warnings) == 1 and warnings[0].startswith("truncated: the header promises 12.0 s, the file holds ")
+    assert len(warnings) == 1 and warnings[0].startswith("truncated: the header says 12.0 s, the file holds ")
 
 
 def test_flac_whose_header_promises_more_than_it_holds_warns() -> None:
@@ -63,7 +63,7 @@ def test_flac_whose_header_promises_more_than_it_holds_warns() -> None:
     good = encode(signal(RATE, 25.0), RATE, "FLAC", "PCM_16")
     report = report_of(with_flac_total_samples(good, RATE * 60))
     # (libsndfile also stumbles on such a file near its end, and PyAV finishes it: said in a warning of its own.)
-    assert report.warnings()[-1] == "truncated: the header promises 60.0 s, the file holds 25.0 s"
+    assert report.warnings()[-1] == "truncated: the header says 60.0 s, the file holds 25.0 s"
     assert all(w.startswith("decoder switched midway: ") for w in report.warnings()[:-1])
 
 
@@ -106,7 +106,8 @@ def test_soundfile_failing_midway_is_reported_as_a_decoder_switch() -> None:
 def test_low_source_rate_warns_below_8_khz_only() -> None:
     low = report_of(encode(tone(2.0, 4000), 4000, "WAV", "PCM_16"))
     assert low.source_sample_rate == 4000
-    assert low.warnings() == ["low sample rate: 4000 Hz, resampled to 16000 Hz"]
+    assert low.warnings() == [
+        "low sample rate: resampled from 4000 Hz (under 8000 Hz, speech loses its high frequencies)"]
     assert report_of(encode(tone(2.0, 8000), 8000, "WAV", "PCM_16")).warnings() == []
     assert low.warnings(min_sample_rate=3000) == []
 
@@ -149,7 +150,7 @@ def test_report_before_the_end_makes_no_length_claims() -> None:
 def test_decode_audio_carries_the_report() -> None:
     audio = decode_audio(encode(tone(12.0), RATE, "WAV", "PCM_16")[:50_000])
     assert audio.report is not None and audio.report.complete
-    assert audio.report.warnings()[0].startswith("truncated: the header promises 12.0 s")
+    assert audio.report.warnings()[0].startswith("truncated: the header says 12.0 s")
 
 
 # --- the source failing to read -----------------------------------------------------------------------------------
