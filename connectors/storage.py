@@ -8,10 +8,11 @@ server without code changes, and no secret ever passes through the job's config 
 Fetching (`open_file`, `read_bytes`) has one retry policy for every protocol, owned here: each attempt waits at most
 `timeout` seconds for a connection and for each answer or read (set on the libraries: botocore's connect/read
 timeouts for s3, aiohttp's socket timeouts for http(s), ftp's timeout), the libraries' own retries are turned off for
-fetches, and transient failures (refused or reset connections, timeouts, throttling, HTTP 5xx) are retried
-`attempts` times with exponential backoff, also in the middle of a file (the returned stream retries its reads). So
-a server that accepts and never answers ends, per request, after about attempts x timeout seconds plus the backoff
-(4 x 30 s + 3.5 s by default), with a `FetchTimeout` that says "timed out"; a refused connection ends as
+fetches, and transient failures (refused or reset connections, throttling, HTTP 5xx) are tried `attempts` times in
+all with exponential backoff, also in the middle of a file (the returned stream retries its reads); a timeout is
+tried twice only (a server that hung once mostly hangs again, and each try costs the whole timeout). So a server that
+accepts and never answers ends after 2 x timeout seconds plus 0.5 s (over HTTP 4 x timeout: fsspec asks for the size
+with HEAD, then again with GET), with a `FetchTimeout` that says "timed out"; a refused connection ends as
 `FetchConnectionError` ("connection refused"), never as "file not found" (fsspec's HTTP filesystem turns every error
 into FileNotFoundError; `classify_fetch_error` looks at the cause). Local special files (FIFOs, sockets, devices)
 are refused at once, before any read could block.
@@ -45,9 +46,11 @@ from connectors.redaction import (  # noqa: F401 - re-exported: the project impo
 T = TypeVar("T")
 
 # Seconds an attempt waits for a connection and for each answer or read of a fetch (the config's audio.fetch_timeout).
-DEFAULT_FETCH_TIMEOUT = 30.0
+DEFAULT_FETCH_TIMEOUT = 60.0
 # Tries of one fetch request (the first and the retries); backoff 0.5 s, 1 s, 2 s between them.
 FETCH_ATTEMPTS = 4
+# Tries of a request that timed out, at most (within FETCH_ATTEMPTS).
+TIMEOUT_ATTEMPTS = 2
 RETRY_BASE_DELAY = 0.5
 # Socket timeouts of filesystems that other modules open through `filesystem()` without a timeout of their own
 # (listings, Parquet writes, checkpoint copies) for http(s): aiohttp's default is 5 minutes for a WHOLE request (which
@@ -249,18 +252,20 @@ def with_fetch_retries(action: Callable[[], T], url: str, *, timeout: float | No
     """`with_retries` for an action that fetches `url`: each failure is classified first (`classify_fetch_error`),
     so timeouts and refused connections that a library reported as "file not found" are retried, and the error
     that ends it says what happened and how many attempts were made."""
+    timeouts = 0
     for attempt in range(attempts):
         try:
             return action()
         except Exception as error:  # noqa: BLE001 - classified below
             failure = classify_fetch_error(error, url, timeout)
-            if attempt < attempts - 1 and is_transient(failure):
+            timeouts += isinstance(failure, FetchTimeout)
+            if attempt < attempts - 1 and is_transient(failure) and timeouts < TIMEOUT_ATTEMPTS:
                 time.sleep(RETRY_BASE_DELAY * (2**attempt))
                 continue
             if failure is error:
                 raise
-            if isinstance(failure, FetchError) and failure.transient and attempts > 1:
-                failure = failure.after_attempts(attempts)
+            if isinstance(failure, FetchError) and failure.transient and attempt > 0:
+                failure = failure.after_attempts(attempt + 1)
             raise failure from error
     raise AssertionError("unreachable")
 
