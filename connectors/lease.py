@@ -3,7 +3,7 @@ forever.
 
 `<output_path>/_lease.json` names the run holding the folder and when it last renewed the lease. A second job that
 finds a lease renewed within `lease_seconds` refuses to start (exit 2, naming the holder); a lease older than that
-belongs to a job that died, and is taken over. Taking a lease is write-then-read-back after a short pause, so of two
+belongs to a job that died, and is taken over (at once when the holder ran on the same host and its process is gone). Taking a lease is write-then-read-back after a short pause, so of two
 jobs racing for a free folder the one whose write landed last wins and the other refuses (object stores have no
 cheap compare-and-swap that every S3 server honours; the pause makes the race window small, not zero).
 """
@@ -36,6 +36,19 @@ class LeaseRecord:
 
     def age(self) -> float:
         return time.time() - self.renewed
+
+    def holder_is_gone(self) -> bool:
+        """The holder ran on this host and its process no longer exists (a killed driver): no need to wait for the
+        lease to expire. (On another host only expiry tells.)"""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
 
 def read_lease(output_path: str) -> LeaseRecord | None:
@@ -71,7 +84,8 @@ class Lease:
 
     def acquire(self) -> None:
         current = read_lease(self.output_path)
-        if current is not None and current.run_id != self.run_id and current.age() < self.lease_seconds:
+        if current is not None and current.run_id != self.run_id and current.age() < self.lease_seconds \
+                and not current.holder_is_gone():
             raise LeaseHeld(self._held_message(current))
         _write(self.output_path, self._record())
         time.sleep(SETTLE_SECONDS)

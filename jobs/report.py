@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.parquet_sink import committed_files
+from connectors.layout import RECORDINGS, OutputLayout
 from connectors.storage import filesystem
 from pipeline.records import RECORDINGS_SCHEMA
 from pipeline.scoring import primary_metric_for
@@ -49,7 +49,8 @@ ALL = "all"
 
 # The recordings columns the report and the comparison read (the rest of a row is never loaded).
 COLUMNS = ["row_id", "duration", "text", "language", "target_lang", "reference_text", "wer", "cer", "raw_wer",
-           "raw_cer", "word_errors", "ref_words", "char_errors", "ref_chars", "error", "model", "att_context_size",
+           "raw_cer", "word_errors", "ref_words", "char_errors", "ref_chars", "error", "error_stage", "model",
+           "att_context_size",
            "run_id"]
 _COUNTS = ("word_errors", "ref_words", "char_errors", "ref_chars")
 _RAW_COUNTS = ("raw_word_errors", "raw_ref_words", "raw_char_errors", "raw_ref_chars")
@@ -91,10 +92,11 @@ def conform(table: pa.Table, columns: list[str] = COLUMNS) -> pa.Table:
 
 
 def _parquet_files(output_path: str) -> tuple[object, list[str]]:
-    fs, folder = filesystem(f"{output_path.rstrip('/')}/recordings")
+    layout = OutputLayout(output_path)
+    fs, folder = filesystem(layout.folder(RECORDINGS))
     if not fs.exists(folder):
         raise UsageError(f"no recordings/ folder under {output_path}")
-    return committed_files(output_path)
+    return layout.committed_files(RECORDINGS)
 
 
 def read_recordings(output_path: str, run_id: str | None = None, columns: list[str] = COLUMNS) -> pa.Table:
@@ -120,7 +122,7 @@ def read_recordings(output_path: str, run_id: str | None = None, columns: list[s
 
 def read_run_records(output_path: str) -> dict[str, dict]:
     """`<output_path>/runs/<run_id>.json` by run id ({} when there are none)."""
-    fs, folder = filesystem(f"{output_path.rstrip('/')}/runs")
+    fs, folder = filesystem(OutputLayout(output_path).runs)
     if not fs.exists(folder):
         return {}
     records = {}
@@ -283,7 +285,10 @@ def build_report(recordings: pa.Table) -> dict:
 
     # Row counts and failures by stage.
     errors = [e for e in table["error"].to_pylist() if e]
-    by_stage = Counter(e.split(":", 1)[0].strip() for e in errors)
+    # The stage column (outputs before it existed: the message's "<stage>: " prefix).
+    stages = table["error_stage"].to_pylist()
+    by_stage = Counter(stage or error.split(":", 1)[0].strip()
+                       for stage, error in zip(stages, table["error"].to_pylist()) if error)
     rows = {
         "total": table.num_rows,
         "transcribed": table.num_rows - len(errors),

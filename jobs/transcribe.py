@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 
 from connectors.lease import Lease, LeaseHeld
 from connectors.layout import OutputLayout
-from connectors.manifests import manifest_urls
+from connectors.manifests import iter_audio_dir, manifest_urls
 from connectors.model_store import localize
 from connectors.parquet_sink import TranscriptCommitter, clean_uncommitted
 from connectors.resume import build_index, remove_rows
@@ -109,20 +109,31 @@ def check_inputs(spec: JobSpec) -> list[str]:
         if not manifests:
             raise ConfigError(f"dataset_manifest {redact(spec.dataset_manifest)!r} matches no file")
         for url in manifests:
-            fs, path = filesystem(url)
-            if not fs.size(path):
+            if not _has_content(url):
                 raise ConfigError(f"manifest {redact(url)} is empty: nothing to transcribe")
         sources = manifests
     else:
         fs, path = filesystem(spec.audio_dir)
         if not fs.isdir(path):
             raise ConfigError(f"audio_dir {redact(spec.audio_dir)!r} is not a folder")
+        if next(iter_audio_dir(spec.audio_dir), None) is None:
+            raise ConfigError(f"audio_dir {redact(spec.audio_dir)} has no audio files: nothing to transcribe")
         sources = [spec.audio_dir]
     try:
         ensure_output_folder(spec.output_path)
     except Exception as error:  # noqa: BLE001
         raise ConfigError(f"cannot use output_path {redact(spec.output_path)!r}: {redact(str(error))}") from None
     return sources
+
+
+def _has_content(url: str) -> bool:
+    """Whether a manifest holds anything but blank lines (read only as far as the first other byte)."""
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
 
 
 def check_model(spec: JobSpec, card: ModelCard) -> tuple[tuple[int, int] | None, str]:

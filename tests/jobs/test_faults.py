@@ -46,7 +46,7 @@ def test_inference_actor_killed_mid_job_is_replaced_and_every_row_written_once(r
     earlier = {a["ActorID"] for a in _inference_actors()}  # the actor table keeps other tests' (dead) actors
 
     def killer() -> None:
-        # Once the job's actor is up (the wave is running, nothing is written yet), SIGKILL its process.
+        # Once the job's actor is up (the job is running, nothing is written yet), SIGKILL its process.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not seen.get("stop"):
             alive = [a for a in _inference_actors()
@@ -69,7 +69,7 @@ def test_inference_actor_killed_mid_job_is_replaced_and_every_row_written_once(r
         thread.join(5)
 
     assert "killed" in seen, "the inference actor never came up, so it was never killed"
-    assert seen["files_before_kill"] == []  # killed mid-job: before the wave wrote anything
+    assert seen["files_before_kill"] == []  # killed mid-job: before anything was committed
     victim = seen["killed"]
     mine = {a["ActorID"]: a for a in _inference_actors() if a["ActorID"] not in earlier}
     # Ray restarted the actor (Ray Data's actor pools use max_restarts=-1, max_task_retries=-1) or replaced it.
@@ -92,6 +92,7 @@ def fetched(url: str) -> tuple[str | None, str | None]:
     row = {name: None for name in SOURCE_SCHEMA.names}
     row.update(row_id="r", audio_url=url, audio_filepath=url, channel_mode="mix")
     recording = decode_recording(row, DecodeSettings())
+    assert recording["segments"] == []
     return recording["error_stage"], recording["error"]
 
 
