@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, NoReturn
 
 import av
@@ -27,11 +27,14 @@ import soundfile as sf
 import soxr
 from numpy.typing import NDArray
 
+from pipeline.audio_report import DecodeReport, wav_header_duration
+
 __all__ = [
     "TARGET_SAMPLE_RATE",
     "AudioDecodeError",
     "DecodedAudio",
     "AudioInfo",
+    "DecodeReport",
     "probe_duration",
     "decode_audio",
     "stream_audio",
@@ -57,6 +60,10 @@ _DECODE_BLOCK_SECONDS = 30.0
 # Decoder complaints are cut to this length so that the row's error message stays one short line.
 _MAX_REASON_CHARS = 120
 
+# libsndfile ends a FLAC where STREAMINFO says the audio ends. When more than this many bytes of the source are left
+# unread at that point, the header under-reports the length and PyAV decodes the rest (trailing tags are smaller).
+_UNREAD_SLACK = 16 * 1024
+
 
 class AudioDecodeError(ValueError):
     """A file that cannot become audio; the message is short and specific, for the output row's `error` column."""
@@ -72,6 +79,7 @@ class DecodedAudio:
     source_channels: int
     source_format: str  # 'WAV/PCM_16', 'OGG/OPUS', 'MP3/MPEG_LAYER_III', ... or 'pyav:aac', 'pyav:opus', ...
     decoder: str  # 'soundfile' or 'pyav'
+    report: DecodeReport | None = field(default=None, compare=False, repr=False)  # complete: see DecodeReport
 
     @property
     def duration(self) -> float:
@@ -91,6 +99,8 @@ class AudioInfo:
     source_format: str  # as DecodedAudio.source_format
     decoder: str  # 'soundfile' or 'pyav': the decoder that started (see stream_audio about a midway switch)
     duration: float | None  # seconds according to the header, None if the header does not say
+    # Filled in as the blocks are decoded, complete once the iterator is exhausted: read `report.warnings()` then.
+    report: DecodeReport = field(default_factory=DecodeReport, compare=False, repr=False)
 
 
 class _DecoderFailed(Exception):
@@ -145,6 +155,7 @@ def decode_audio(
         source_channels=info.source_channels,
         source_format=info.source_format,
         decoder=info.decoder,
+        report=info.report,
     )
 
 
@@ -177,6 +188,14 @@ def stream_audio(
     whole file; the join is exact for PCM and FLAC (codec delay could shift it for lossy formats), and `info.decoder`
     still names soundfile. `max_duration` and `block_seconds` must be positive; block_seconds is capped so that one
     block holds at most 2**22 samples (about 43 s of 48 kHz stereo).
+
+    `info.report` (a DecodeReport) is filled in as the iterator runs and is complete once it is exhausted: the
+    header's promised length against the frames decoded (truncation), the source rate, a midway decoder switch,
+    clipping and silence; `info.report.warnings(manifest_duration=...)` says them in words.
+
+    A failure to READ the source (a file object whose read raises, e.g. a network error that outlived the fetch's
+    retries) is raised unchanged, from the probe or the iterator, never turned into an AudioDecodeError nor into a
+    silently shorter recording (libsndfile takes a failed read for the end of the file).
     """
     if target_sample_rate <= 0:
         raise ValueError(f"target_sample_rate must be positive, got {target_sample_rate}")
@@ -185,9 +204,17 @@ def stream_audio(
     if not block_seconds > 0:
         raise ValueError(f"block_seconds must be positive, got {block_seconds}")
     fileobj = _as_fileobj(source)
+    promised = wav_header_duration(fileobj)  # libsndfile clamps a WAV's data size to the bytes present
+    fileobj.seek(0)
+    _raise_read_failure(fileobj)
 
-    reader, first = _open(fileobj, max_duration, block_seconds)
     try:
+        reader, first = _open(fileobj, max_duration, block_seconds)
+    except AudioDecodeError:
+        _raise_read_failure(fileobj)  # "not an audio file" because the bytes never came is a read failure
+        raise
+    try:
+        _raise_read_failure(fileobj)
         if reader.rate <= 0:
             raise AudioDecodeError(f"invalid sample rate {reader.rate} Hz")
         if reader.channels <= 0:
@@ -203,14 +230,23 @@ def stream_audio(
     except BaseException:
         reader.close()
         raise
+    report = DecodeReport(
+        source_sample_rate=reader.rate,
+        source_channels=reader.channels,
+        target_sample_rate=target_sample_rate,
+        header_duration=promised if promised is not None else reader.header_duration,
+        decoder=reader.decoder,
+        fallback_reason=reader.prior_failure,
+    )
     info = AudioInfo(
         source_sample_rate=reader.rate,
         source_channels=reader.channels,
         source_format=reader.source_format,
         decoder=reader.decoder,
         duration=reader.header_duration,
+        report=report,
     )
-    return info, _stream_blocks(fileobj, reader, first, target_sample_rate, max_duration, block_seconds)
+    return info, _stream_blocks(fileobj, reader, first, target_sample_rate, max_duration, block_seconds, report)
 
 
 def select_channels(audio: DecodedAudio, channel_mode: str, channel: int | None = None) -> list[NDArray[np.float32]]:
@@ -259,8 +295,59 @@ def from_pcm_bytes(data: bytes) -> NDArray[np.float32]:
 # --- internals ----------------------------------------------------------------------------------------------------
 
 
+class _ReadLatch(io.RawIOBase):
+    """The caller's file object as the decoders see it: a read that raises is kept in `failure` and shown to the
+    decoder as the end of the data (libsndfile would take it for that anyway, after printing the traceback, secrets
+    and all, to stderr), so that stream_audio can raise it rather than return a shorter recording."""
+
+    def __init__(self, raw: BinaryIO, size: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self.size = size
+        self.failure: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.failure is not None:
+            return b""
+        try:
+            return self._raw.read(-1 if size is None else size)
+        except Exception as error:  # noqa: BLE001 - kept and raised by stream_audio, outside the decoder's callback
+            self.failure = error
+            return b""
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def _unread_bytes(fileobj: BinaryIO) -> int:
+    size = fileobj.size if isinstance(fileobj, _ReadLatch) else len(fileobj.getbuffer())  # type: ignore[attr-defined]
+    return size - fileobj.tell()
+
+
+def _raise_read_failure(fileobj: BinaryIO) -> None:
+    failure = getattr(fileobj, "failure", None)
+    if failure is not None:
+        raise failure
+
+
 def _as_fileobj(source: BinaryIO | bytes) -> BinaryIO:
-    """bytes-like -> BytesIO; a file object is checked to be seekable and non-empty and rewound to 0."""
+    """bytes-like -> BytesIO; a file object is checked to be seekable and non-empty, rewound to 0 and wrapped so
+    that its read failures are kept (_ReadLatch)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise AudioDecodeError("empty file (0 bytes)")
@@ -274,7 +361,7 @@ def _as_fileobj(source: BinaryIO | bytes) -> BinaryIO:
     source.seek(0)
     if size == 0:
         raise AudioDecodeError("empty file (0 bytes)")
-    return source
+    return _ReadLatch(source, size)
 
 
 class _SoundfileReader:
@@ -472,8 +559,10 @@ def _stream_blocks(
     target_rate: int,
     max_duration: float | None,
     block_seconds: float,
+    report: DecodeReport,
 ) -> Iterator[NDArray[np.float32]]:
-    """The iterator half of stream_audio: `first` has passed the probe's checks; later blocks are checked here."""
+    """The iterator half of stream_audio: `first` has passed the probe's checks; later blocks are checked here, and
+    every block is accounted in `report`."""
     rate, channels = reader.rate, reader.channels
     max_frames = None if max_duration is None else int(max_duration * rate)
     resampler = None if rate == target_rate else soxr.ResampleStream(rate, target_rate, channels, dtype="float32")
@@ -485,13 +574,21 @@ def _stream_blocks(
             # One raw block of look-ahead, so that the block before the end is resampled with last=True and
             # carries the resampler's tail (no tiny trailing block).
             end = position + block.shape[0]
+            report.observe(block)
             try:
                 upcoming = reader.read()
             except _DecoderFailed as failure:
+                _raise_read_failure(fileobj)
                 if reader.decoder != "soundfile":
                     raise AudioDecodeError(_midway(end / rate, reader.prior_failure, failure.reason)) from None
                 reader.close()
                 reader, upcoming = _resume_with_pyav(fileobj, end, rate, channels, failure.reason, block_seconds)
+                report.decoder_switch = (f"decoder switched midway: soundfile failed at {end / rate:.1f} s "
+                                         f"({failure.reason}); pyav decoded the rest")
+            _raise_read_failure(fileobj)
+            if upcoming.shape[0] == 0 and reader.decoder == "soundfile" and reader.source_format.startswith("FLAC/") \
+                    and _unread_bytes(fileobj) > _UNREAD_SLACK:
+                reader, upcoming = _past_the_header_end(fileobj, reader, end, block_seconds, report)
             last = upcoming.shape[0] == 0
             out = block if resampler is None else resampler.resample_chunk(block, last=last)
             position = end
@@ -506,8 +603,29 @@ def _stream_blocks(
             raise AudioDecodeError(
                 f"no audio samples after resampling {position} frames from {rate} to {target_rate} Hz"
             )
+        report.complete = True
     finally:
         reader.close()
+
+
+def _past_the_header_end(
+    fileobj: BinaryIO, reader: _Reader, position: int, block_seconds: float, report: DecodeReport
+) -> tuple[_Reader, NDArray[np.float32]]:
+    """libsndfile stopped at the length STREAMINFO gives while much of the file is unread: PyAV, which decodes frames
+    to the end of the data, takes over from the same frame if it finds more; otherwise the recording ends here."""
+    rate, channels = reader.rate, reader.channels
+    try:
+        alt, more = _resume_with_pyav(fileobj, position, rate, channels, "stopped at the header's length",
+                                      block_seconds)
+    except AudioDecodeError:
+        return reader, np.zeros((0, channels), dtype=np.float32)  # nothing decodable after it: trailing data
+    if more.shape[0] == 0:
+        alt.close()
+        return reader, more
+    reader.close()
+    report.decoder_switch = (f"decoder switched midway: soundfile stopped at {position / rate:.1f} s, where the "
+                             f"header says the audio ends; pyav decoded the rest")
+    return alt, more
 
 
 def _check_block(
@@ -530,6 +648,7 @@ def _resume_with_pyav(
         fileobj.seek(0)
         alt = _PyAVReader(fileobj, block_seconds)
     except _DecoderFailed as failure:
+        _raise_read_failure(fileobj)
         raise AudioDecodeError(_midway(position / rate, sf_reason, failure.reason)) from None
     alt.prior_failure = sf_reason
     try:
@@ -546,6 +665,7 @@ def _resume_with_pyav(
             skip -= block.shape[0]
     except _DecoderFailed as failure:
         alt.close()
+        _raise_read_failure(fileobj)
         raise AudioDecodeError(_midway(position / rate, sf_reason, failure.reason)) from None
     except BaseException:
         alt.close()

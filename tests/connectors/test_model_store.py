@@ -97,3 +97,33 @@ def test_is_pretrained_name(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert not is_pretrained_name("model_dir")  # an existing local path
     assert is_pretrained_name("other_dir")
+
+
+def test_localize_retries_a_dropped_copy_and_leaves_no_partial_file(tiny_model, s3_endpoint, s3fs_client, bucket,
+                                                                     cache, monkeypatch) -> None:
+    from connectors import storage
+    from tests.fault_proxy import FaultProxy, fail_first
+
+    s3fs_client.put(str(tiny_model), f"{bucket}/m/tiny.nemo")
+    sleeps: list[float] = []
+    monkeypatch.setattr(storage.time, "sleep", sleeps.append)
+    # Every GET of the checkpoint is dropped 12 times: more than botocore and s3fs retry by themselves.
+    with FaultProxy(s3_endpoint, fail_first(12, drop=True, path_contains="/m/tiny.nemo")) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        local = Path(localize(f"s3://{bucket}/m/tiny.nemo", timeout=5))
+        assert proxy.faults("/m/tiny.nemo")
+    assert local.read_bytes() == Path(tiny_model).read_bytes()
+    assert sleeps  # connectors.storage's loop retried the copy
+    assert [p.name for p in cache.iterdir() if p.name.endswith(".partial")] == []
+
+
+def test_localize_from_a_server_that_never_answers_times_out(s3_endpoint, cache, monkeypatch) -> None:
+    from connectors import storage
+    from tests.fault_proxy import SilentServer
+
+    monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
+    with SilentServer() as server:
+        with pytest.raises(storage.FetchTimeout, match=r"^timed out after 0.3 s waiting for 127.0.0.1:\d+ to answer: "):
+            localize(f"{server.url}/models/m.nemo", timeout=0.3)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []

@@ -22,6 +22,7 @@ import soundfile as sf
 from connectors import storage
 from jobs.transcribe import plan, run
 from pipeline.decode import DecodeSettings, decode_recording
+from pipeline.records import SOURCE_SCHEMA
 from tests.audio_factory import tone
 from tests.fault_proxy import Fault, FaultProxy, always, fail_first
 from tests.jobs.jobs_helpers import clips, duplicate_segments, recordings_counts, write_manifest
@@ -84,6 +85,15 @@ def test_inference_actor_killed_mid_job_is_replaced_and_every_row_written_once(r
 
 
 # --- object storage faults, through a proxy -----------------------------------------------------------------------
+
+
+def fetched(url: str) -> tuple[str | None, str | None]:
+    """(error_stage, error) of one recording at `url` through the decode stage, as the job records them."""
+    row = {name: None for name in SOURCE_SCHEMA.names}
+    row.update(row_id="r", audio_url=url, audio_filepath=url, channel_mode="mix")
+    recording = decode_recording(row, DecodeSettings())
+    assert recording["segments"] == []
+    return recording["error_stage"], recording["error"]
 
 
 @pytest.fixture()
@@ -153,10 +163,9 @@ def test_own_retry_loop_backs_off_exponentially_on_5xx(proxied, stored_audio):
 def test_persistent_5xx_gives_up_after_four_attempts_as_a_fetch_error_row(proxied, stored_audio):
     url, _ = stored_audio
     proxy = proxied(always(status=503, path_contains="/audio/"), botocore_retries=False)
-    row = decode_recording({"row_id": "r", "audio_url": url, "error": None, "channel_mode": "mix"}, DecodeSettings())
-    assert row["segments"] == [] and row["error_stage"] == "fetch"
-    assert row["error"].startswith(f"cannot read {url}: ")
-    assert "Service Unavailable" in row["error"] or "SlowDown" in row["error"]
+    stage, error = fetched(url)
+    assert stage == "fetch" and error.startswith(f"cannot read {url}: ")
+    assert "Service Unavailable" in error or "SlowDown" in error
     assert proxied.sleeps == [0.5, 1.0, 2.0]
     assert len(proxy.requests("HEAD", "/audio/")) == 4
 
@@ -165,18 +174,33 @@ def test_persistent_5xx_gives_up_after_four_attempts_as_a_fetch_error_row(proxie
 def test_permanent_errors_are_not_retried_and_become_the_rows_error(proxied, stored_audio, status, error):
     url, _ = stored_audio
     proxy = proxied(always(status=status, path_contains="/audio/"))
-    row = decode_recording({"row_id": "r", "audio_url": url, "error": None, "channel_mode": "mix"}, DecodeSettings())
-    assert (row["error_stage"], row["error"], row["segments"]) == ("fetch", error.format(url=url), [])
+    assert fetched(url) == ("fetch", error.format(url=url))
     assert proxied.sleeps == []  # not retried by connectors.storage...
     assert len(proxy.requests(path_contains="/audio/")) == 1  # ...nor by botocore or s3fs: one request, one answer
 
 
-def test_dropped_connections_beyond_s3fs_retries_are_retried_by_storage(proxied, stored_audio):
+def test_dropped_connections_are_retried_by_storage(proxied, stored_audio):
     url, payload = stored_audio
-    # s3fs retries a dropped HEAD itself (a handful of times); drop more than that, then answer.
-    proxied(fail_first(12, drop=True, methods=("HEAD",), path_contains="/audio/"), botocore_retries=False)
+    # aiohttp resends an idempotent request once when the server drops it (RFC 9112); drop both, then answer.
+    proxy = proxied(fail_first(2, drop=True, methods=("HEAD",), path_contains="/audio/"))
     assert storage.read_bytes(url, max_mb=10) == payload
-    assert proxied.sleeps  # connectors.storage backed off at least once
+    assert [s.action for s in proxy.requests("HEAD", "/audio/")][:3] == ["drop", "drop", "forward"]
+    assert proxied.sleeps == [0.5]  # connectors.storage's loop, not botocore's or s3fs's, made the retry
+
+
+def test_dropped_connections_on_every_try_end_as_a_bounded_connection_error(proxied, stored_audio):
+    """A fetch has one retry loop (connectors.storage's): botocore's and s3fs's are off for fetches, so a dead
+    endpoint costs FETCH_ATTEMPTS tries, not their product (botocore's 5 inside s3fs's 5 inside ours)."""
+    url, _ = stored_audio
+    proxy = proxied(fail_first(99, drop=True, methods=("HEAD",), path_contains="/audio/"))
+    with pytest.raises(storage.FetchConnectionError, match=r"^connection reset or closed by 127\.0\.0\.1:\d+: "
+                                                           r"s3://.*/audio/a\.wav \(gave up after 4 attempts\)$"):
+        storage.read_bytes(url, max_mb=10)
+    assert proxied.sleeps == [0.5, 1.0, 2.0]
+    # Each try is one HEAD that aiohttp resends once after the drop (RFC 9112), and nothing more.
+    assert len(proxy.requests("HEAD", "/audio/")) == 2 * storage.FETCH_ATTEMPTS
+    stage, error = fetched(url)
+    assert stage == "fetch" and "connection reset or closed by" in error and "file not found" not in error
 
 
 def test_is_transient_classifies_botocore_connection_errors():
