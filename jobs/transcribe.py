@@ -30,6 +30,7 @@ from connectors.layout import OutputLayout
 from connectors.manifests import iter_audio_dir, manifest_urls
 from connectors.model_store import localize
 from connectors.parquet_sink import TranscriptCommitter, clean_uncommitted
+from connectors.redaction import install_redaction
 from connectors.resume import build_index, remove_rows
 from connectors.storage import ensure_output_folder, expand, filesystem, redact
 from jobs.config import ConfigError
@@ -221,8 +222,15 @@ def connect_ray(spec: JobSpec) -> None:
     # No address: RAY_ADDRESS if set (ray job submit sets it), otherwise an embedded local Ray, without a dashboard
     # (it costs seconds at start and its agents outlive a killed driver).
     embedded = not spec.compute.ray_address and not os.environ.get("RAY_ADDRESS")
-    ray.init(address=spec.compute.ray_address, log_to_driver=True, logging_level=logging.WARNING,
-             **({"include_dashboard": False} if embedded else {}))
+    # Redaction in every worker's logging from its start (on a cluster the stages install it themselves: a
+    # runtime_env passed here would be merged with the submission's own).
+    extra = {"include_dashboard": False,
+             "runtime_env": {"worker_process_setup_hook": "connectors.redaction.install_redaction"}} if embedded else {}
+    ray.init(address=spec.compute.ray_address, log_to_driver=True, logging_level=logging.WARNING, **extra)
+    if embedded:  # a driver killed by SIGKILL cannot stop its embedded Ray: a watcher does (jobs/reaper.py)
+        from jobs import reaper
+
+        reaper.start(ray._private.worker.global_worker.node.get_session_dir_path())
 
 
 def actor_pool(spec: JobSpec):
@@ -443,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         print(render_help())
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    install_redaction()  # every log record of this process, whoever makes it
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         p = plan(args)

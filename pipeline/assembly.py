@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from connectors.redaction import install_redaction
 from connectors.storage import redact
 
 from pipeline.language import (
@@ -182,4 +183,5 @@ def assemble_recording(recording: dict, run: RunInfo) -> dict:
 
 def assemble_block(batch: pa.Table, run: RunInfo) -> pa.Table:
     """Ray `map_batches` UDF: transcribed recordings in, output rows (segments nested) out."""
+    install_redaction()  # idempotent: this worker's log records carry no credential
     return to_table([assemble_recording(r, run) for r in batch.to_pylist()], ASSEMBLED_SCHEMA)

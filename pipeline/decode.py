@@ -12,10 +12,12 @@ never its file or a float copy of it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 import pyarrow as pa
 
-from connectors.storage import FileTooLarge, open_file
+from connectors.redaction import install_redaction
+from connectors.storage import describe_fetch_error, open_file
 from pipeline.audio import AudioDecodeError, stream_audio
 from pipeline.channels import channel_streams
 from pipeline.records import DECODED_SCHEMA, to_table, with_error
@@ -23,8 +25,6 @@ from pipeline.segmenter import SegmentPolicy, segment_stream
 from pipeline.settings import setting
 
 PCM_SCALE = 32768.0
-LOW_SAMPLE_RATE = 8000  # below this, speech loses consonants: a warning, not an error
-DURATION_TOLERANCE = (1.0, 0.1)  # a decoded duration this far (seconds, or share) from the manifest's is a warning
 
 
 @dataclass(frozen=True)
@@ -61,34 +61,6 @@ def from_pcm16(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / PCM_SCALE
 
 
-def fetch_error_message(error: BaseException, url: str) -> str:
-    if isinstance(error, FileNotFoundError):
-        return f"file not found: {url}"
-    if isinstance(error, PermissionError):
-        return f"access denied: {url}"
-    if isinstance(error, IsADirectoryError):
-        return f"is a directory, not a file: {url}"
-    if isinstance(error, FileTooLarge):
-        return str(error)
-    return f"cannot read {url}: {type(error).__name__}: {error}"
-
-
-def _warnings(row: dict, header_duration: float | None, source_rate: int) -> list[str]:
-    found = []
-    if source_rate < LOW_SAMPLE_RATE:
-        found.append(f"low sample rate: resampled from {source_rate} Hz (under {LOW_SAMPLE_RATE} Hz, speech loses "
-                     f"its high frequencies)")
-    decoded = row.get("duration")
-    if decoded is not None and header_duration is not None and header_duration - decoded > DURATION_TOLERANCE[0]:
-        found.append(f"truncated: the header says {header_duration:.1f} s, the file holds {decoded:.1f} s")
-    expected = row.get("manifest_duration")
-    if decoded is not None and expected is not None:
-        allowed = max(DURATION_TOLERANCE[0], DURATION_TOLERANCE[1] * expected)
-        if abs(decoded - expected) > allowed:
-            found.append(f"duration {decoded:.1f} s differs from the manifest's {expected:.1f} s")
-    return found
-
-
 def decode_recording(row: dict, settings: DecodeSettings) -> dict:
     """One source row in, the same row out with `segments` (each with its 16-bit audio), `duration`, the source's
     rate and channels, `warnings`; or with its error (keeping the segments cut before a failure midway, so a
@@ -99,15 +71,15 @@ def decode_recording(row: dict, settings: DecodeSettings) -> dict:
     url = row["audio_url"]
     audio, policy = settings.audio, settings.segmenting
     try:
-        handle = open_file(url, max_mb=audio.max_file_mb)
+        handle = open_file(url, max_mb=audio.max_file_mb, timeout=audio.fetch_timeout)
     except Exception as error:  # noqa: BLE001 - every failure becomes this row's error
-        return with_error(row, "fetch", fetch_error_message(error, url))
-    header_duration = None
+        return with_error(row, "fetch", describe_fetch_error(error, url))
+    report = None
     with handle:
         try:
             info, blocks = stream_audio(handle, target_sample_rate=settings.sample_rate,
                                         max_duration=audio.max_duration)
-            header_duration = info.duration
+            report = info.report
             row["source_sample_rate"] = info.source_sample_rate
             row["source_channels"] = info.source_channels
             streams = channel_streams(blocks, info.source_channels, row["channel_mode"], row.get("channel"))
@@ -126,17 +98,20 @@ def decode_recording(row: dict, settings: DecodeSettings) -> dict:
                     counts[ch] += 1
         except AudioDecodeError as error:
             with_error(row, "decode", str(error))
+        except OSError as error:  # the source failed to read midway, after the retries
+            with_error(row, "fetch", describe_fetch_error(error, url))
         except Exception as error:  # noqa: BLE001 - a decoder bug must not take the job down
             with_error(row, "decode", f"{type(error).__name__}: {error}")
     if row["segments"]:
         row["duration"] = max(s["end"] for s in row["segments"])
-    if not row.get("error") and row.get("source_sample_rate"):
-        row["warnings"] = _warnings(row, header_duration, row["source_sample_rate"]) or None
+    if not row.get("error") and report is not None:
+        row["warnings"] = report.warnings(manifest_duration=row.get("manifest_duration")) or None
     return row
 
 
 def decode_block(batch: pa.Table, settings: DecodeSettings) -> pa.Table:
     """Ray `map_batches` UDF: one work block (a row holding its source rows) in, its decoded recordings out."""
+    install_redaction()  # idempotent: this worker's log records carry no credential
     rows: list[dict] = []
     for block in batch["rows"].to_pylist():
         rows.extend(decode_recording(row, settings) for row in block)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from connectors.model_store import localize
+from connectors.redaction import install_redaction
 from pipeline.decode import from_pcm16
 from pipeline.models import adapter_class
 from pipeline.models.base import AudioItem
@@ -31,7 +32,9 @@ class TranscriptionActor:
     def __init__(self, spec: "JobSpec"):
         import dataclasses
 
-        self.model = adapter_class(spec.model_adapter)(dataclasses.replace(spec, model_path=localize(spec.model_path)))
+        install_redaction()  # this actor's log records (NeMo's, botocore's) carry no credential
+        local = localize(spec.model_path, timeout=spec.audio.fetch_timeout)
+        self.model = adapter_class(spec.model_adapter)(dataclasses.replace(spec, model_path=local))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         recordings = batch.to_pylist()

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from connectors.manifests import ManifestRow, iter_audio_dir, read_manifest
+from connectors.redaction import install_redaction
 from connectors.resume import DONE, REPLACE, ResumeIndex, hash_bytes, id_bytes, id_hex
 from pipeline.locales import Locales
 from pipeline.options import JobDefaults, source_row
@@ -121,6 +122,7 @@ def read_source(source: str, is_audio_dir: bool, settings: SourceSettings, index
 def read_blocks(batch: pa.Table, settings: SourceSettings, is_audio_dir: bool, index_ref: list,
                 ledger) -> Iterator[pa.Table]:
     """Ray `map_batches` UDF: a batch of manifest URLs (or the audio folder) in, work blocks out, one per table."""
+    install_redaction()  # idempotent: this worker's log records carry no credential
     index = _index(index_ref)
     for source in batch["source"].to_pylist():
         stats = ReadStats(source=source)

@@ -6,6 +6,7 @@ message and exit code 2.
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 from dataclasses import dataclass
@@ -137,6 +138,8 @@ CASES = [
          "exact:fetch: file not found: s3://no-such-bucket/a.wav", "fetch"),
     Case("missing-local-file", {"audio_filepath": "audio/never-recorded.wav"}, {},
          "exact:fetch: file not found: {dir}/audio/never-recorded.wav", "fetch"),
+    Case("a-fifo", {"audio_filepath": "audio/pipe.wav"}, {"pipe.wav": "fifo"},
+         "exact:fetch: not a regular file: {dir}/audio/pipe.wav is a FIFO (named pipe)", "fetch"),
     Case("a-folder", {"audio_filepath": "audio/folder.wav"}, {"folder.wav": None},
          "exact:fetch: is a directory, not a file: {dir}/audio/folder.wav", "fetch"),
     Case("channel-out-of-range", {"audio_filepath": "audio/good.wav", "channel": 5}, {},
@@ -167,6 +170,8 @@ def corpus_run(ray_session, tiny_model, tmp_path_factory):
         for name, data in case.files.items():
             if data is None:
                 (audio / name).mkdir()
+            elif data == "fifo":  # a named pipe: opening it to read would wait for a writer forever
+                os.mkfifo(audio / name)
             else:
                 (audio / name).write_bytes(data)
         if len(lines) == 5:

@@ -233,6 +233,7 @@ def test_check_inputs_empty_manifest(tmp_path) -> None:
 
 def test_check_inputs_audio_dir(tmp_path) -> None:
     (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "a.wav").write_bytes(b"x")
     (tmp_path / "file.wav").write_bytes(b"x")
     assert check_inputs(load_spec([f"output_path={tmp_path}/out", f"audio_dir={tmp_path}/audio"])) == [
         f"{tmp_path}/audio"]
@@ -240,10 +241,15 @@ def test_check_inputs_audio_dir(tmp_path) -> None:
         spec = load_spec([f"output_path={tmp_path}/out", f"audio_dir={bad}"])
         with pytest.raises(ConfigError, match=rf"^audio_dir '{bad}' is not a folder$"):
             check_inputs(spec)
+    (tmp_path / "silent").mkdir()
+    (tmp_path / "silent" / "notes.txt").write_text("no audio")
+    with pytest.raises(ConfigError, match=rf"^audio_dir {tmp_path}/silent has no audio files: nothing to"):
+        check_inputs(load_spec([f"output_path={tmp_path}/out", f"audio_dir={tmp_path}/silent"]))
 
 
 def test_check_inputs_output_not_creatable(tmp_path) -> None:
     (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "a.wav").write_bytes(b"x")
     (tmp_path / "blocker").write_text("a file where a folder should be")
     spec = load_spec([f"output_path={tmp_path}/blocker/out", f"audio_dir={tmp_path}/audio"])
     with pytest.raises(ConfigError, match=rf"^cannot use output_path '{tmp_path}/blocker/out': "):

@@ -12,7 +12,8 @@ import soundfile as sf
 from connectors.storage import FileTooLarge
 from pipeline.audio import AudioDecodeError
 from pipeline.channels import _fan_out, channel_streams
-from pipeline.decode import AudioSpec, DecodeSettings, decode_block, decode_recording, fetch_error_message, from_pcm16
+from connectors.storage import describe_fetch_error
+from pipeline.decode import AudioSpec, DecodeSettings, decode_block, decode_recording, from_pcm16
 from pipeline.records import DECODED_SCHEMA, SOURCE_SCHEMA, WORK_BLOCK_SCHEMA
 from pipeline.segmenter import SegmentPolicy
 from tests.audio_factory import bursts, tone, write_tone
@@ -341,12 +342,12 @@ def test_nan_in_first_block_is_one_error(tmp_path) -> None:
 
 def test_fetch_error_message() -> None:
     url = "s3://b/x.wav"
-    assert fetch_error_message(FileNotFoundError("x"), url) == "file not found: s3://b/x.wav"
-    assert fetch_error_message(PermissionError("x"), url) == "access denied: s3://b/x.wav"
-    assert fetch_error_message(IsADirectoryError("x"), url) == "is a directory, not a file: s3://b/x.wav"
-    assert fetch_error_message(FileTooLarge("file is 5.0 MiB, over max_file_mb=1"), url) == (
+    assert describe_fetch_error(FileNotFoundError("x"), url) == "file not found: s3://b/x.wav"
+    assert describe_fetch_error(PermissionError("x"), url) == "access denied: s3://b/x.wav"
+    assert describe_fetch_error(IsADirectoryError("x"), url) == "is a directory, not a file: s3://b/x.wav"
+    assert describe_fetch_error(FileTooLarge("file is 5.0 MiB, over max_file_mb=1"), url) == (
         "file is 5.0 MiB, over max_file_mb=1")
-    assert fetch_error_message(OSError("connection reset"), url) == (
+    assert describe_fetch_error(OSError("connection reset"), url) == (
         "cannot read s3://b/x.wav: OSError: connection reset")
 
 
