@@ -91,9 +91,9 @@ def known_language(table: pa.Table) -> pa.ChunkedArray:
     """The locale each row is known to be in, null where none is: the prompt it was conditioned on (`prompt_locale`
     where the output has it, else `target_lang`), when that was forced by the job or the manifest row (`lang` /
     `target_lang`) rather than `auto`."""
-    forced = table["target_lang"]
+    forced = table["target_lang"].cast(pa.string())
     if "prompt_locale" in table.column_names:
-        forced = pc.coalesce(table["prompt_locale"], forced)
+        forced = pc.coalesce(table["prompt_locale"].cast(pa.string()), forced)
     is_auto = pc.fill_null(pc.equal(forced, AUTO), True)
     return pc.if_else(is_auto, pa.scalar(None, pa.string()), forced)
 
@@ -103,7 +103,8 @@ def row_language(table: pa.Table, detected: str = "language") -> tuple[pa.Chunke
     `reference`; else the language the model detected (column `detected`), source `detected`; null and null when
     neither is known. The report groups WER/CER by it, the export labels utterances with it, the notebooks follow."""
     known = known_language(table)
-    language = pc.coalesce(known, table[detected])
+    heard = table[detected].cast(pa.string())
+    language = pc.coalesce(known, heard)
     source = pc.if_else(pc.is_valid(known), FROM_REFERENCE,
-                        pc.if_else(pc.is_valid(table[detected]), FROM_DETECTED, pa.scalar(None, pa.string())))
+                        pc.if_else(pc.is_valid(heard), FROM_DETECTED, pa.scalar(None, pa.string())))
     return language, source
