@@ -251,8 +251,8 @@ def work_units(kept: pa.Table, output_path: str, shard_size: int) -> list[dict]:
         shard = 0
         for recording in by_split[split].values():
             if unit is None:
-                unit = {"split": split, "folder": f"{output_path.rstrip('/')}/{split}", "shard_id": shard,
-                        "recordings": [], "size": 0}
+                unit = {"index": len(units), "split": split, "folder": f"{output_path.rstrip('/')}/{split}",
+                        "shard_id": shard, "recordings": [], "size": 0}
             unit["recordings"].append(recording)
             unit["size"] += len(recording["utterances"])
             if unit["size"] >= shard_size:
@@ -274,7 +274,8 @@ def connect_ray(address: str | None) -> None:
 
 
 def cut_and_write(units: list[dict], cut: CutSettings, cpus: float, address: str | None) -> dict[str, dict]:
-    """Run every work unit as a Ray Data task (one block each); the results by utt_id. Logs progress."""
+    """Run every work unit as a Ray Data task (one block each); the results by utt_id, each with its `order` (unit,
+    position in the unit's results: the order its clips were written). Logs progress."""
     import ray
 
     if not units:
@@ -287,8 +288,9 @@ def cut_and_write(units: list[dict], cut: CutSettings, cpus: float, address: str
     total = sum(u["size"] for u in units)
     last = time.monotonic()
     for n, row in enumerate(ds.iter_rows(), start=1):
-        for result in json.loads(row["results"]):
-            results[result["utt_id"]] = result
+        unit = json.loads(row["results"])
+        for position, result in enumerate(unit["results"]):
+            results[result["utt_id"]] = {**result, "order": (unit["index"], position)}
         if time.monotonic() - last > 10 or n == len(units):
             last = time.monotonic()
             log.info("audio: %d/%d work unit(s), %d/%d utterance(s)", n, len(units), len(results), total)
@@ -412,7 +414,7 @@ def run(cfg: ExportConfig) -> ExportSummary:
     shard_of = {u["utt_id"]: unit["shard_id"] for unit in units for rec in unit["recordings"]
                 for u in rec["utterances"]}
     audio_dropped: Counter[str] = Counter()
-    entries: dict[str, list[tuple[int, dict]]] = defaultdict(list)
+    entries: dict[str, list[tuple[tuple, int, dict]]] = defaultdict(list)
     durations: dict[str, float] = {}
     for utt_id, row in rows.items():
         result = results[utt_id]
@@ -424,20 +426,20 @@ def run(cfg: ExportConfig) -> ExportSummary:
             continue
         durations[utt_id] = result["duration"]
         shard = shard_of[utt_id] if cfg.format == "tarred" else None
-        entries[row["split"]].append((shard_of[utt_id], manifest_entry(row, result, cfg.format, cfg.audio_codec,
-                                                                       shard, cfg.lang_tags)))
-    ok = pa.array([u in durations for u in kept["utt_id"].to_pylist()])
+        entries[row["split"]].append((result["order"], shard_of[utt_id],
+                                      manifest_entry(row, result, cfg.format, cfg.audio_codec, shard, cfg.lang_tags)))
+    ok = pa.array([u in durations for u in kept["utt_id"].to_pylist()], pa.bool_())
     written = kept.filter(ok)
 
     split_of = dict(zip(table["row_id"].to_pylist(), table["split"].to_pylist()))
     for split in splits.shares:
         folder = f"{cfg.output_path.rstrip('/')}/{split}"
-        lines = [e for _, e in sorted(entries.get(split, []), key=lambda se: se[0])]
+        ordered = sorted(entries.get(split, []), key=lambda item: item[0])  # as written: tar member order
+        lines = [e for _, _, e in ordered]
         if cfg.format == "tarred":
             shards = sorted({u["shard_id"] for u in units if u["split"] == split})
             for shard in shards:
-                write_bytes(f"{folder}/{shard_manifest_name(shard)}",
-                            jsonl(e for s, e in entries.get(split, []) if s == shard))
+                write_bytes(f"{folder}/{shard_manifest_name(shard)}", jsonl(e for _, s, e in ordered if s == shard))
             write_bytes(f"{folder}/{TARRED_MANIFEST}", jsonl(lines))
         else:
             write_bytes(f"{folder}/{MANIFEST}", jsonl(lines))

@@ -163,7 +163,8 @@ def _check_in_place(url: str, spans: list[Span]) -> list[dict]:
 
 
 def _cut_recording(url: str, spans: list[Span], settings: CutSettings, emit) -> list[dict]:
-    """Decode `url` once and hand each clip to `emit(key, encoded bytes)`; one result per span."""
+    """Decode `url` once and hand each clip to `emit(key, encoded bytes)`; one result per span, in the order the
+    clips were emitted (for a tar shard: the order of its members), failures after them."""
     try:
         handle = open_file(url)
     except Exception as error:  # noqa: BLE001
@@ -188,13 +189,14 @@ def _cut_recording(url: str, spans: list[Span], settings: CutSettings, emit) -> 
             message = f"{url}: {type(error).__name__}: {error}"
             for s in spans:
                 results.setdefault(s.key, _result(s.key, AUDIO_UNREADABLE, message))
-    return [results[s.key] for s in spans]
+    return list(results.values())
 
 
 def export_unit(unit: dict, settings: CutSettings) -> list[dict]:
     """One work unit: `{"folder": <split folder URL>, "shard_id": n, "recordings": [{"audio_url": ...,
     "utterances": [{"utt_id", "channel", "start", "end"}, ...]}, ...]}` -> one result per utterance:
-    `{"utt_id", "reason" (null: written), "message", "duration" (seconds of audio the entry gets)}`."""
+    `{"utt_id", "reason" (null: written), "message", "duration" (seconds of audio the entry gets)}`, in the order
+    written."""
     folder = unit["folder"].rstrip("/")
     extension = settings.codec
     results: list[dict] = []
@@ -220,4 +222,8 @@ def export_unit(unit: dict, settings: CutSettings) -> list[dict]:
 def export_batch(batch: dict, settings: CutSettings) -> dict:
     """Ray `map_batches` entry: work units as JSON strings in, their results as JSON strings out (plain strings keep
     the nested, ragged payload out of Arrow type inference)."""
-    return {"results": [json.dumps(export_unit(json.loads(u), settings)) for u in batch["unit"]]}
+    out = []
+    for payload in batch["unit"]:
+        unit = json.loads(payload)
+        out.append(json.dumps({"index": unit["index"], "results": export_unit(unit, settings)}))
+    return {"results": out}

@@ -188,7 +188,7 @@ def _first_reason(reason: pa.ChunkedArray | pa.Array, mask, value) -> pa.Chunked
 
 
 def _outside(values, low: float | None, high: float | None):
-    mask = pa.array([False] * len(values))
+    mask = pa.array([False] * len(values), pa.bool_())
     if low is not None:
         mask = pc.or_(mask, pc.less(values, low))
     if high is not None:
@@ -223,7 +223,7 @@ def judge(table: pa.Table, filters: Filters, seed: int = 0) -> pa.Table:
     if filters.max_per_text is not None:
         reason = _first_reason(reason, _duplicates(table, reason, filters.max_per_text, seed), DUPLICATE_TEXT)
     in_languages = (pc.fill_null(pc.is_in(table["language"], pa.array(list(filters.languages), pa.string())), False)
-                    if filters.languages else pa.array([True] * table.num_rows))
+                    if filters.languages else pa.array([True] * table.num_rows, pa.bool_()))
     return table.append_column("reason", reason).append_column("in_languages", in_languages)
 
 
@@ -239,7 +239,7 @@ def _duplicates(table: pa.Table, reason, limit: int, seed: int) -> pa.Array:
     for i in order:
         seen[texts[i]] = seen.get(texts[i], 0) + 1
         mask[i] = seen[texts[i]] > limit
-    return pa.array(mask)
+    return pa.array(mask, pa.bool_())
 
 
 def assign_splits(table: pa.Table, splits: Splits) -> tuple[pa.Table, int]:
@@ -305,7 +305,7 @@ def finish(table: pa.Table, replayed: pa.Table | None) -> pa.Table:
     `languages` and was not chosen for replay) and a `replay` column; chosen rows of another output (utt_ids this
     table lacks) are appended."""
     chosen = set() if replayed is None else set(replayed["utt_id"].to_pylist())
-    is_replay = pa.array([u in chosen for u in table["utt_id"].to_pylist()])
+    is_replay = pa.array([u in chosen for u in table["utt_id"].to_pylist()], pa.bool_())
     reason = _first_reason(table["reason"], pc.and_(pc.invert(table["in_languages"]), pc.invert(is_replay)),
                            LANGUAGE)
     table = table.set_column(table.schema.get_field_index("reason"), "reason", reason).append_column("replay",

@@ -56,14 +56,32 @@ def transcribe(manifest: Path, output: str, model: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def transcribed(ray_session, tiny_model, tmp_path_factory) -> Transcribed:
+def sparse_model(tmp_path_factory) -> Path:
+    """The tiny model with a raised blank bias: its random weights then write a few characters per second (4 to 50
+    per segment here), as a trained model does, instead of hundreds (which make an RNNT loss on CPU take a minute)."""
+    from pipeline.models.tiny import TinyModelSpec, build_checkpoint
+
+    return build_checkpoint(tmp_path_factory.mktemp("models") / "sparse.nemo", TinyModelSpec(blank_bias=0.15))
+
+
+@pytest.fixture(scope="session")
+def transcribed(ray_session, sparse_model, tmp_path_factory) -> Transcribed:
     folder = tmp_path_factory.mktemp("transcribed")
     manifest = write_corpus(folder)
-    transcribe(manifest, str(folder / "out"), tiny_model)
+    transcribe(manifest, str(folder / "out"), sparse_model)
     return Transcribed(folder / "out", folder / "audio", manifest)
 
 
 def copy_output(source: Transcribed, folder: Path) -> Transcribed:
-    """A private copy (audio, manifest and output) that a test may damage."""
+    """A private copy (audio, manifest and output) that a test may damage: the copy's recordings point at the copy's
+    audio (`audio_url` is resolved when the job reads the manifest)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     shutil.copytree(source.output.parent, folder)
+    for path in (folder / "out" / "recordings").glob("*.parquet"):
+        table = pq.read_table(path)
+        moved = pc.replace_substring(table["audio_url"], str(source.audio), str(folder / "audio"))
+        pq.write_table(table.set_column(table.schema.get_field_index("audio_url"), "audio_url", moved), path)
     return Transcribed(folder / "out", folder / "audio", folder / "manifest.jsonl")

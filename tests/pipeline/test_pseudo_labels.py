@@ -189,3 +189,11 @@ def test_label_text_with_and_without_language_tags():
 def test_utterance_ids_have_no_dots_and_name_channel_and_index():
     assert labels.utterance_id("3f2a", 1, 3) == "3f2a-c1-0003" and labels.utterance_id("3f2a", None, 12) == \
         "3f2a-m-0012"
+
+
+def test_an_output_with_no_segments_selects_nothing_without_failing():
+    table = labels.utterances(*tables([recording("failed", error="fetch: file not found: x.wav")], []))
+    filters = labels.Filters(min_confidence=0.5, max_per_text=1, languages=("de-DE",), max_chars_per_second=20)
+    table, missing = labels.assign_splits(labels.judge(table, filters), labels.Splits())
+    final = labels.finish(table, labels.choose_replay(labels.replay_pool(table), 3, seed=0))
+    assert final.num_rows == 0 and missing == 0 and labels.counts_by_reason(final) == {}
