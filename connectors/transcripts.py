@@ -60,6 +60,17 @@ def read_table(output_path: str, table: str, columns: dict[str, pa.DataType]) ->
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
+def read_whole(output_path: str, table: str) -> pa.Table:
+    """Every column of one output table, as the files have them (files written before and after a change of columns
+    are unified: a column some files lack is null there). For exploring; jobs ask for their columns by name."""
+    fs, paths = committed_files(output_path, table)
+    parts = []
+    for path in paths:
+        with fs.open(path, "rb") as handle:
+            parts.append(pq.read_table(handle))
+    return pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({})
+
+
 def read_run_records(output_path: str) -> list[dict]:
     """Every `runs/<run_id>.json` record of an output, oldest first ([] when there are none)."""
     import json
