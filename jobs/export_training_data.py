@@ -42,8 +42,8 @@ import pyarrow.compute as pc
 from omegaconf import MISSING, OmegaConf
 
 from connectors.nemo_datasets import (CLIPS, MANIFEST, RECORDINGS_MANIFEST, TARRED_MANIFEST, jsonl,
-                                      shard_manifest_name, write_bytes)
-from connectors.storage import filesystem, redact
+                                      shard_manifest_name, sharded_manifest_pattern, tar_pattern, write_bytes)
+from connectors.storage import filesystem, is_url, redact
 from connectors.transcripts import (RECORDINGS, SEGMENTS, NotAnOutput, check_output, known_language, read_table)
 from jobs.config import ConfigError, load_structured
 from pipeline import pseudo_labels as labels
@@ -303,7 +303,9 @@ def manifest_entry(row: dict, result: dict, fmt: str, codec: str, shard_id: int 
     lang = row["language"]
     entry: dict = {}
     if fmt == "manifest":
-        entry["audio_filepath"] = row["audio_url"]
+        url = row["audio_url"]
+        # Where the export read it; NeMo resolves a relative path against the manifest's folder instead.
+        entry["audio_filepath"] = url if is_url(url) or os.path.isabs(url) else os.path.abspath(url)
         entry["offset"] = row["start"]
     elif fmt == "cut":
         entry["audio_filepath"] = f"{CLIPS}/{row['utt_id']}.{codec}"
@@ -377,6 +379,19 @@ class ExportSummary:
         return out
 
 
+def nemo_data_settings(folder: str, fmt: str, shards: int) -> dict:
+    """The keys of a NeMo `train_ds` / `validation_ds` (lhotse) that read one split of this export."""
+    if fmt == "tarred":
+        if not shards:
+            return {}
+        return {"use_lhotse": True, "manifest_filepath": f"{folder}/{sharded_manifest_pattern(shards)}",
+                "tarred_audio_filepaths": f"{folder}/{tar_pattern(shards)}"}
+    settings = {"use_lhotse": True, "manifest_filepath": f"{folder}/{MANIFEST}"}
+    if fmt == "manifest":
+        settings["channel_selector"] = "channel"
+    return settings
+
+
 def _split_figures(kept: pa.Table, durations: dict[str, float], split: str) -> dict:
     rows = kept.filter(pc.equal(kept["split"], split)).select(["utt_id", "row_id", "language", "replay"]).to_pylist()
     languages: dict[str, dict] = defaultdict(lambda: {"utterances": 0, "hours": 0.0})
@@ -447,6 +462,7 @@ def run(cfg: ExportConfig) -> ExportSummary:
                     jsonl(recordings_manifest(selection.recordings, split_of, split)))
         summary.splits[split] = _split_figures(written, durations, split)
         summary.splits[split]["shards"] = len([u for u in units if u["split"] == split])
+        summary.splits[split]["nemo"] = nemo_data_settings(folder, cfg.format, summary.splits[split]["shards"])
 
     summary.kept = written.num_rows
     summary.replayed = pc.sum(pc.cast(written["replay"], pa.int64())).as_py() or 0
@@ -455,7 +471,9 @@ def run(cfg: ExportConfig) -> ExportSummary:
     if not summary.kept:
         summary.notes.append("no utterance was kept: see `dropped` and loosen the filters")
     summary.wall_seconds = time.monotonic() - started
-    record = {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "summary": asdict(summary)}
+    config = {k: redact(v) if isinstance(v, str) else v
+              for k, v in OmegaConf.to_container(OmegaConf.structured(cfg)).items()}
+    record = {"config": config, "summary": asdict(summary)}
     write_bytes(f"{cfg.output_path.rstrip('/')}/{SUMMARY_FILE}",
                 (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))  # last: the commit
     return summary

@@ -234,7 +234,8 @@ def _with_keys(table: pa.Table) -> pa.Table:
     return table
 
 
-_SUMS = ["_failed", "_scored", "_duration", "_by_reference", "_by_detected", *(f"_{n}" for n in _COUNTS), *(f"_{n}" for n in _RAW_COUNTS),
+_SUMS = ["_failed", "_scored", "_duration", "_by_reference", "_by_detected", *(f"_{n}" for n in _COUNTS),
+         *(f"_{n}" for n in _RAW_COUNTS),
          "_raw_missing"]
 
 

@@ -75,7 +75,6 @@ def transcribed(ray_session, sparse_model, tmp_path_factory) -> Transcribed:
 def copy_output(source: Transcribed, folder: Path) -> Transcribed:
     """A private copy (audio, manifest and output) that a test may damage: the copy's recordings point at the copy's
     audio (`audio_url` is resolved when the job reads the manifest)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 

@@ -207,7 +207,8 @@ def test_cli_writes_json_md_png_that_agree_with_the_parquet(tmp_path, capsys):
     report = json.loads((folder / "report.json").read_text())
     assert (folder / "report.png").read_bytes().startswith(PNG)
     markdown = (folder / "report.md").read_text()
-    assert "| en-US | 3 | reference 1, detected 2 | 0 |" in markdown and "WER 25.00 %" in markdown and "CER 11.11 %" in markdown
+    assert "| en-US | 3 | reference 1, detected 2 | 0 |" in markdown
+    assert "WER 25.00 %" in markdown and "CER 11.11 %" in markdown
     assert "![report](report.png)" in markdown
     assert report["output_path"] == str(out) and report["run_id_filter"] is None
     assert report["run_records"]["20261121T000000Z-aaaaaa"]["att_context_size"] == [56, 13]
