@@ -18,7 +18,7 @@ no_language         neither a forced locale nor a detected language (untagged te
 forced_cut          the segment overlaps the previous one of its channel: the cut fell in speech and the
                     words both segments heard were removed from this one's text, so its audio and text do
                     not line up (always)
-duration            end - start outside [min_duration, max_duration]
+duration            end - start outside [min_duration, max_duration], or not positive (always)
 chars_per_second    characters of text per second of audio outside [min_chars_per_second,
                     max_chars_per_second]: almost nothing for a long stretch, or looping/hallucinated text
 language_mismatch   `drop_language_mismatch` and the recording was forced to one locale and heard in another
@@ -208,7 +208,9 @@ def judge(table: pa.Table, filters: Filters, seed: int = 0) -> pa.Table:
     reason = _first_reason(reason, pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0), EMPTY_TEXT)
     reason = _first_reason(reason, pc.is_null(table["language"]), NO_LANGUAGE)
     reason = _first_reason(reason, table["forced_cut"], FORCED_CUT)
-    reason = _first_reason(reason, _outside(table["duration"], filters.min_duration, filters.max_duration), DURATION)
+    too_short_or_long = pc.or_(pc.less_equal(table["duration"], 0.0),  # no audio at all: never an utterance
+                               _outside(table["duration"], filters.min_duration, filters.max_duration))
+    reason = _first_reason(reason, too_short_or_long, DURATION)
     reason = _first_reason(reason, _outside(table["chars_per_second"], filters.min_chars_per_second,
                                             filters.max_chars_per_second), CHARS_PER_SECOND)
     if filters.drop_language_mismatch:

@@ -72,6 +72,7 @@ def test_each_filter_drops_with_its_reason_and_the_first_failing_one_counts():
     off = labels.Filters(drop_errors=False, drop_language_mismatch=False)
     assert {k for k, v in judged(recordings, segments, off).items() if v} == {
         "ok-m-0002", "ok-m-0006", "auto_untagged-m-0000"}
+    assert judged([recording("z")], [segment("z", 0, 3.0, 3.0)], off) == {"z-m-0000": "duration"}  # no audio
     # A reference only counts where there is one: WER filters never touch rows without.
     assert judged(recordings, segments, labels.Filters(max_wer=0.0))["ok-m-0000"] is None
 
