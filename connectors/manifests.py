@@ -1,11 +1,20 @@
-"""NeMo JSON-lines manifests (and bare audio folders) into source rows.
+"""NeMo JSON-lines manifests (and bare audio folders) into source rows, streaming.
 
 A manifest line is `{"audio_filepath": ..., "duration": ..., "text": ..., <anything else>}`. Every non-blank line
-becomes exactly one row; a line that cannot be used becomes a row with an `error`, never a silent skip.
+becomes exactly one row, whatever bytes it holds: a line that cannot be used becomes a row with an `error` (stage
+`manifest`) that says which field is wrong and why, never an exception and never a silent skip. Fields are checked by
+type one by one (`duration` a finite number >= 0, `text` a string, `channel` an integer, ...). A byte-order mark at
+the start of the file is allowed; `\\r\\n` endings are too; a line over `MAX_LINE_BYTES` is an error row.
 
-Row ids are stable across reruns: a hash of the manifest's URL, the line's bytes, and how many identical lines came
-before it in that manifest. Appending rows, reordering rows or fixing one line leaves every other row's id as it was,
-so a rerun over the same `output_path` finds what is already done.
+Row identity (`row_id`) is what a user means by "this row": its manifest (the normalised URL) and what it asks to
+transcribe (the resolved audio location and its own channel choice: `channel`, `channel_mode`), not the bytes of its
+line. So a rerun finds a row again after its reference or its language was edited, or lines were reordered or
+appended; the line's content is `source_hash`, and a changed hash means the earlier transcript is replaced. The same
+identity twice in one manifest is a duplicate: the later line is an error row (not transcribed twice), with an id of
+its own. A line that names no audio is identified by its line number.
+
+`iter_manifest` reads a manifest as a stream (memory follows one line, not the file); `parse_manifest` is the same
+over bytes, for tests and small files.
 """
 
 from __future__ import annotations
@@ -13,118 +22,238 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
+from typing import IO, Iterable, Iterator
 
-import pyarrow as pa
-
-from connectors.storage import filesystem, parent_of, read_bytes, resolve, unstrip
-from pipeline.records import SOURCE_SCHEMA, to_table
+from connectors.storage import filesystem, normalise_url, parent_of, resolve, unstrip, with_retries
 
 # Fields the pipeline reads; everything else is the user's metadata and is carried through as JSON.
 KNOWN_FIELDS = {"audio_filepath", "duration", "text", "target_lang", "lang", "channel_mode", "channel"}
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".webm", ".sph", ".aiff", ".au")
+MAX_LINE_BYTES = 1 << 20  # a manifest line longer than 1 MiB is not a manifest entry
+_BOM = b"\xef\xbb\xbf"
+_MAX_CHANNEL = 1023
 
 
-def row_id(*parts: str | bytes) -> str:
-    digest = hashlib.sha1()
+def digest(*parts: str | bytes, size: int = 10) -> str:
+    """A stable hex digest of `parts` (`size` bytes)."""
+    h = hashlib.blake2b(digest_size=size)
     for part in parts:
-        digest.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0")
-    return digest.hexdigest()[:20]
+        h.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
-def _source_row(rid: str, manifest: str | None, line: int | None) -> dict:
-    return {"row_id": rid, "manifest": manifest, "line": line, "audio_filepath": None, "audio_url": None,
-            "manifest_duration": None, "reference_text": None, "row_target_lang": None, "row_channel_mode": None,
-            "row_channel": None, "metadata": None, "error": None}
+@dataclass
+class ManifestRow:
+    """One manifest line, parsed and typed; `error` says why it cannot be used (the rest is what could be read)."""
+
+    row_id: str
+    source_hash: str
+    manifest: str | None
+    line: int | None
+    audio_filepath: str | None = None
+    audio_url: str | None = None
+    manifest_duration: float | None = None
+    reference_text: str | None = None
+    metadata: str | None = None  # every unknown field, as a JSON object
+    requested_lang: object = None  # the row's own target_lang (or lang): checked against the checkpoint later
+    requested_channel_mode: str | None = None
+    requested_channel: int | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
-def _parse_line(raw: bytes, row: dict, base_dir: str) -> None:
-    """Fill `row` from one manifest line, or set its error."""
+def _kind(value: object) -> str:
+    return {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _encodable(value: object) -> bool:
+    """Arrow writes UTF-8: a lone surrogate (JSON allows "\\ud800") cannot be written."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return True
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return False
+
+
+def _check_fields(entry: dict, line: int) -> list[str]:
+    """What is wrong with a parsed object's known fields, one clear sentence each (empty when all is well)."""
+    problems = []
+    path = entry.get("audio_filepath")
+    if path is None or (isinstance(path, str) and not path.strip()):
+        problems.append("has no audio_filepath")
+    elif not isinstance(path, str):
+        problems.append(f"has audio_filepath {_kind(path)} {path!r}; expected a string")
+    duration = entry.get("duration")
+    if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool)
+                                 or not math.isfinite(duration) or duration < 0):
+        problems.append(f"has duration {_kind(duration)} {duration!r}; expected a number >= 0")
+    text = entry.get("text")
+    if text is not None and not isinstance(text, str):
+        problems.append(f"has text {_kind(text)} {text!r:.40}; expected a string")
+    for key in ("target_lang", "lang"):
+        value = entry.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"has {key} {_kind(value)} {value!r:.40}; expected a locale string")
+    mode = entry.get("channel_mode")
+    if mode is not None and not isinstance(mode, str):
+        problems.append(f"has channel_mode {_kind(mode)} {mode!r:.40}; expected mix or split")
+    channel = entry.get("channel")
+    if channel is not None and (not isinstance(channel, int) or isinstance(channel, bool)
+                                or not -_MAX_CHANNEL <= channel <= _MAX_CHANNEL):
+        problems.append(f"has channel={channel!r:.40}; expected an integer channel number")
+    if not _encodable(entry):
+        problems.append("holds text that is not valid Unicode (a lone surrogate escape)")
+    return [f"line {line} {p}" for p in problems]
+
+
+def _string(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def parse_line(raw: bytes, manifest: str | None, line: int, base_dir: str) -> ManifestRow:
+    """One manifest line (without its newline) as a row; never raises for the line's content."""
+    row = ManifestRow(row_id=digest(manifest or "", "line", str(line)), source_hash=digest(raw, size=6),
+                      manifest=manifest, line=line)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        row["error"] = f"manifest: line {row['line']} is not valid UTF-8 ({error.reason} at byte {error.start})"
-        return
+        row.error = f"line {line} is not valid UTF-8 ({error.reason} at byte {error.start})"
+        return row
     try:
         entry = json.loads(text)
     except json.JSONDecodeError as error:
-        row["error"] = f"manifest: line {row['line']} is not valid JSON ({error.msg} at column {error.colno})"
-        return
+        row.error = f"line {line} is not valid JSON ({error.msg} at column {error.colno})"
+        return row
+    except (RecursionError, ValueError) as error:  # nesting too deep, a number too long to convert
+        row.error = f"line {line} is not a usable JSON object ({type(error).__name__})"
+        return row
     if not isinstance(entry, dict):
-        row["error"] = f"manifest: line {row['line']} is a JSON {type(entry).__name__}, not an object"
-        return
-    path = entry.get("audio_filepath")
-    if not isinstance(path, str) or not path.strip():
-        row["error"] = f"manifest: line {row['line']} has no audio_filepath"
-        extras = {k: v for k, v in entry.items() if k not in KNOWN_FIELDS}
-        row["metadata"] = json.dumps(extras, ensure_ascii=False) if extras else None
-        return
-    row["audio_filepath"] = path
-    row["audio_url"] = resolve(path, base_dir)
-    duration = entry.get("duration")
-    if isinstance(duration, (int, float)) and not isinstance(duration, bool) and math.isfinite(duration):
-        row["manifest_duration"] = float(duration)
-    reference = entry.get("text")
-    if isinstance(reference, str):
-        row["reference_text"] = reference
-    lang = entry.get("target_lang", entry.get("lang"))
-    if isinstance(lang, str) and lang.strip():
-        row["row_target_lang"] = lang.strip()
-    mode = entry.get("channel_mode")
-    if isinstance(mode, str) and mode.strip():
-        row["row_channel_mode"] = mode.strip()
-    channel = entry.get("channel")
-    if channel is not None:
-        if isinstance(channel, int) and not isinstance(channel, bool):
-            row["row_channel"] = channel
-        else:
-            row["error"] = f"manifest: line {row['line']} has channel={channel!r}; expected an integer"
+        row.error = f"line {line} is a JSON {type(entry).__name__}, not an object"
+        return row
     extras = {k: v for k, v in entry.items() if k not in KNOWN_FIELDS}
-    row["metadata"] = json.dumps(extras, ensure_ascii=False) if extras else None
+    if extras and _encodable(extras):
+        row.metadata = json.dumps(extras, ensure_ascii=False)
+    problems = _check_fields(entry, line)
+    path = entry.get("audio_filepath")
+    if isinstance(path, str) and path.strip() and _encodable(path):
+        row.audio_filepath = path
+        row.audio_url = resolve(path, base_dir)
+    if problems:
+        row.error = "; ".join(problems)
+        return row
+    row.manifest_duration = float(entry["duration"]) if entry.get("duration") is not None else None
+    row.reference_text = entry.get("text")
+    lang = entry.get("target_lang") if _string(entry.get("target_lang")) else entry.get("lang")
+    row.requested_lang = _string(lang)
+    row.requested_channel_mode = _string(entry.get("channel_mode"))
+    row.requested_channel = entry.get("channel")
+    # Identity: the manifest and what the row asks to transcribe. Content: the entry itself, key order ignored.
+    row.row_id = digest(manifest or "", row.audio_url or "", str(row.requested_channel),
+                        str(row.requested_channel_mode))
+    row.source_hash = digest(json.dumps(entry, sort_keys=True, ensure_ascii=False), size=6)
+    return row
 
 
-def parse_manifest(manifest_url: str, data: bytes) -> list[dict]:
-    """Every non-blank line of one manifest as a source row (see `pipeline.records.SOURCE_SCHEMA`)."""
-    base_dir = parent_of(manifest_url)
-    rows: list[dict] = []
-    first_seen: dict[bytes, int] = {}
-    occurrences: dict[bytes, int] = {}
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        raw = raw.rstrip(b"\r")
+def _lines(handle: IO[bytes], chunk_bytes: int = 1 << 20) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes without the line ending) of a binary stream, read in chunks (any file object: fsspec's
+    have no bounded readline); None for a line over MAX_LINE_BYTES, whose bytes are dropped as they arrive."""
+    number = 0
+    pending = b""
+    overlong = False
+    while True:
+        chunk = handle.read(chunk_bytes)
+        if not chunk:
+            break
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            number += 1
+            if overlong or len(raw) > MAX_LINE_BYTES:
+                overlong = False
+                yield number, None
+                continue
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            yield number, raw.rstrip(b"\r")
+        if len(pending) > MAX_LINE_BYTES:  # a line this long is not an entry: do not hold it
+            overlong, pending = True, b""
+    if pending or overlong:
+        number += 1
+        if overlong or len(pending) > MAX_LINE_BYTES:
+            yield number, None
+        else:
+            if number == 1 and pending.startswith(_BOM):
+                pending = pending[len(_BOM):]
+            yield number, pending.rstrip(b"\r")
+
+
+def iter_manifest(manifest: str, handle: IO[bytes]) -> Iterator[ManifestRow]:
+    """Every non-blank line of one manifest, streamed, as a row. Blank lines are not rows (as in NeMo's reader)."""
+    base_dir = parent_of(manifest)
+    first_line: dict[str, int] = {}
+    for number, raw in _lines(handle):
+        if raw is None:
+            yield ManifestRow(row_id=digest(manifest, "line", str(number)), source_hash=digest(str(number), size=6),
+                              manifest=manifest, line=number,
+                              error=f"line {number} is longer than {MAX_LINE_BYTES // 2**20} MiB")
+            continue
         if not raw.strip():
-            continue  # blank lines are not rows (as in NeMo's own manifest reader)
-        count = occurrences.get(raw, 0)
-        occurrences[raw] = count + 1
-        row = _source_row(row_id(manifest_url, raw, str(count)), manifest_url, number)
-        _parse_line(raw, row, base_dir)
-        if count and not row["error"]:
-            # The same line twice would transcribe the same audio twice and double-count it in every metric.
-            row["error"] = f"manifest: line {number} duplicates line {first_seen[raw]} (not transcribed twice)"
-        first_seen.setdefault(raw, number)
-        rows.append(row)
-    return rows
+            continue
+        row = parse_line(raw, manifest, number, base_dir)
+        if row.error is None:
+            first = first_line.setdefault(row.row_id, number)
+            if first != number:
+                # The same audio (and channel choice) twice would transcribe it twice and double-count it.
+                row.row_id = digest(row.row_id, "duplicate", str(number))
+                row.error = f"line {number} duplicates line {first} (not transcribed twice)"
+        yield row
+
+
+def parse_manifest(manifest: str, data: bytes) -> list[dict]:
+    """`iter_manifest` over bytes: every non-blank line as a row dict."""
+    import io
+
+    return [r.as_dict() for r in iter_manifest(manifest, io.BytesIO(data))]
+
+
+def read_manifest(manifest: str) -> Iterator[ManifestRow]:
+    """Stream the manifest at `manifest` (any fsspec URL) as rows."""
+    fs, path = filesystem(manifest)
+    handle = with_retries(lambda: fs.open(path, "rb", block_size=4 * 2**20))
+    with handle:
+        yield from iter_manifest(manifest, handle)
+
+
+def iter_audio_dir(audio_dir: str) -> Iterator[ManifestRow]:
+    """A row for every audio file under `audio_dir` (recursively), for archives without a manifest; walked folder by
+    folder, so the listing is never held whole."""
+    fs, root = filesystem(audio_dir)
+    for folder, _dirs, files in fs.walk(root):
+        for name in sorted(files):
+            if name.lower().endswith(AUDIO_EXTENSIONS):
+                url = unstrip(fs, f"{folder.rstrip('/')}/{name}")
+                yield ManifestRow(row_id=digest("", url, "None", "None"), source_hash=digest(url, size=6),
+                                  manifest=None, line=None, audio_filepath=url, audio_url=url)
 
 
 def list_audio(audio_dir: str) -> list[dict]:
-    """Source rows for every audio file under `audio_dir` (recursively), for archives without a manifest."""
-    fs, root = filesystem(audio_dir)
-    paths = sorted(p for p in fs.find(root) if p.lower().endswith(AUDIO_EXTENSIONS))
-    rows = []
-    for path in paths:
-        url = unstrip(fs, path)
-        row = _source_row(row_id(url), None, None)
-        row["audio_filepath"] = url
-        row["audio_url"] = url
-        rows.append(row)
-    return rows
+    """Every audio file under `audio_dir`, as row dicts, sorted by URL."""
+    return sorted((r.as_dict() for r in iter_audio_dir(audio_dir)), key=lambda r: r["audio_url"])
 
 
-def source_table(manifests: list[str], audio_dir: str | None) -> pa.Table:
-    """All source rows of a run, in manifest order. Arrow keeps a million rows in a few hundred MB on the driver."""
-    rows: list[dict] = []
-    if manifests:
-        for url in manifests:
-            rows.extend(parse_manifest(url, read_bytes(url)))
-    elif audio_dir:
-        rows = list_audio(audio_dir)
-    return to_table(rows, SOURCE_SCHEMA)
+def manifest_urls(urls: Iterable[str]) -> list[str]:
+    """Manifest URLs normalised (`a/../a/m.jsonl` is `a/m.jsonl`, a local path absolute) with repeats dropped, so a
+    manifest named twice, or spelled two ways, is read once."""
+    seen: dict[str, None] = {}
+    for url in urls:
+        seen.setdefault(normalise_url(url), None)
+    return list(seen)
+
+
+__all__ = ["ManifestRow", "digest", "iter_audio_dir", "iter_manifest", "list_audio", "manifest_urls",
+           "parse_line", "parse_manifest", "read_manifest", "MAX_LINE_BYTES", "KNOWN_FIELDS", "AUDIO_EXTENSIONS"]

@@ -166,3 +166,33 @@ def expand(pattern: str) -> list[str]:
             matches = [fs_path] if fs.isfile(fs_path) else []
         found.extend(unstrip(fs, m) for m in matches)
     return found
+
+
+def normalise_url(url: str) -> str:
+    """One spelling per location: a local path absolute and normalised (`a/../a/m.jsonl` -> `/abs/a/m.jsonl`,
+    symlinks resolved), a URL's path normalised (`s3://b/x/../y` -> `s3://b/y`); the query is kept as it is."""
+    if not is_url(url) or url.startswith("file://"):
+        return os.path.realpath(url.removeprefix("file://"))
+    protocol, rest = url.split("://", 1)
+    query = ""
+    if "?" in rest:
+        rest, query = rest.split("?", 1)
+        query = "?" + query
+    bucket, _, key = rest.partition("/")
+    key = posixpath.normpath(key) if key else ""
+    key = "" if key == "." else key
+    return f"{protocol.lower()}://{bucket}" + (f"/{key}" if key else "") + query
+
+
+def ensure_output_folder(url: str) -> None:
+    """Make sure the output folder can be written: create it (and its parents) on a local disk; on object storage
+    check that the bucket exists (a job never creates a bucket: a typo must not leave one behind) and create nothing
+    (prefixes need no creation)."""
+    fs, path = filesystem(url)
+    if protocol_of(url) == "file":
+        fs.makedirs(path, exist_ok=True)
+        return
+    bucket = path.split("/", 1)[0]
+    fs.invalidate_cache(bucket)
+    if not fs.exists(bucket):
+        raise FileNotFoundError(f"bucket {bucket!r} does not exist (the job does not create buckets)")

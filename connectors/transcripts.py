@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.parquet_sink import committed_files
+from connectors.layout import RECORDINGS, RUNS, SEGMENTS, OutputLayout
 from connectors.storage import filesystem
 
-# The folder names of an output, in one place (connectors.layout will own them: switch this line to it).
-RECORDINGS, SEGMENTS, RUNS = "recordings", "segments", "runs"
+__all__ = ["RECORDINGS", "SEGMENTS", "RUNS", "NotAnOutput", "check_output", "read_table", "read_whole",
+           "read_run_records", "error_stage", "known_language", "row_language"]
 
 AUTO = "auto"
 # Where the language a row is grouped or labelled by came from (see `row_language`).
@@ -36,7 +36,7 @@ class NotAnOutput(ValueError):
 def check_output(output_path: str) -> None:
     """Raise NotAnOutput unless `output_path` holds committed `recordings/` Parquet files."""
     try:
-        _, paths = committed_files(output_path, RECORDINGS)
+        _, paths = OutputLayout(output_path).committed_files(RECORDINGS)
     except Exception as error:  # noqa: BLE001 - any failure to list means we cannot read it as an output
         raise NotAnOutput(f"{output_path} cannot be listed: {type(error).__name__}: {error}") from None
     if not paths:
@@ -47,7 +47,7 @@ def check_output(output_path: str) -> None:
 def read_table(output_path: str, table: str, columns: dict[str, pa.DataType]) -> pa.Table:
     """The committed rows of one output table with exactly `columns` (name: type); a column that a file lacks is
     null. Only those columns are read from each file."""
-    fs, paths = committed_files(output_path, table)
+    fs, paths = OutputLayout(output_path).committed_files(table)
     schema = pa.schema(list(columns.items()))
     parts = []
     for path in paths:
@@ -63,7 +63,7 @@ def read_table(output_path: str, table: str, columns: dict[str, pa.DataType]) ->
 def read_whole(output_path: str, table: str) -> pa.Table:
     """Every column of one output table, as the files have them (files written before and after a change of columns
     are unified: a column some files lack is null there). For exploring; jobs ask for their columns by name."""
-    fs, paths = committed_files(output_path, table)
+    fs, paths = OutputLayout(output_path).committed_files(table)
     parts = []
     for path in paths:
         with fs.open(path, "rb") as handle:
@@ -75,7 +75,7 @@ def read_run_records(output_path: str) -> list[dict]:
     """Every `runs/<run_id>.json` record of an output, oldest first ([] when there are none)."""
     import json
 
-    fs, folder = filesystem(f"{output_path.rstrip('/')}/{RUNS}")
+    fs, folder = filesystem(OutputLayout(output_path).runs)
     if not fs.exists(folder):
         return []
     records = []

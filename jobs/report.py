@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.parquet_sink import committed_files
+from connectors.layout import RECORDINGS, OutputLayout
 from connectors.storage import filesystem
 from connectors.transcripts import FROM_REFERENCE, row_language
 from pipeline.records import RECORDINGS_SCHEMA
@@ -56,10 +56,8 @@ ALL = "all"
 
 # The recordings columns the report and the comparison read (the rest of a row is never loaded).
 COLUMNS = ["row_id", "duration", "text", "language", "target_lang", "reference_text", "wer", "cer", "raw_wer",
-           "raw_cer", "word_errors", "ref_words", "char_errors", "ref_chars", "error", "model", "att_context_size",
-           "run_id", "prompt_locale"]
-# Columns that newer outputs have and RECORDINGS_SCHEMA may not (yet): their types, for `conform`.
-_NEWER_COLUMNS = {"prompt_locale": pa.string()}
+           "raw_cer", "word_errors", "ref_words", "char_errors", "ref_chars", "error", "error_stage", "model",
+           "att_context_size", "run_id", "prompt_locale"]
 _COUNTS = ("word_errors", "ref_words", "char_errors", "ref_chars")
 _RAW_COUNTS = ("raw_word_errors", "raw_ref_words", "raw_char_errors", "raw_ref_chars")
 
@@ -89,22 +87,22 @@ def parse_args(argv: list[str], known: dict[str, str | None], required: tuple[st
 
 def conform(table: pa.Table, columns: list[str] = COLUMNS) -> pa.Table:
     """`table` with exactly `columns`, typed as in RECORDINGS_SCHEMA; a missing column is all null."""
-    fields = [RECORDINGS_SCHEMA.field(n) if n in RECORDINGS_SCHEMA.names else pa.field(n, _NEWER_COLUMNS[n])
-              for n in columns]
     arrays = []
-    for field in fields:
-        if field.name in table.column_names:
-            arrays.append(table[field.name].cast(field.type))
+    for name in columns:
+        field = RECORDINGS_SCHEMA.field(name)
+        if name in table.column_names:
+            arrays.append(table[name].cast(field.type))
         else:
             arrays.append(pa.nulls(table.num_rows, field.type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return pa.Table.from_arrays(arrays, schema=pa.schema([RECORDINGS_SCHEMA.field(n) for n in columns]))
 
 
 def _parquet_files(output_path: str) -> tuple[object, list[str]]:
-    fs, folder = filesystem(f"{output_path.rstrip('/')}/recordings")
+    layout = OutputLayout(output_path)
+    fs, folder = filesystem(layout.folder(RECORDINGS))
     if not fs.exists(folder):
         raise UsageError(f"no recordings/ folder under {output_path}")
-    return committed_files(output_path)
+    return layout.committed_files(RECORDINGS)
 
 
 def read_recordings(output_path: str, run_id: str | None = None, columns: list[str] = COLUMNS) -> pa.Table:
@@ -130,7 +128,7 @@ def read_recordings(output_path: str, run_id: str | None = None, columns: list[s
 
 def read_run_records(output_path: str) -> dict[str, dict]:
     """`<output_path>/runs/<run_id>.json` by run id ({} when there are none)."""
-    fs, folder = filesystem(f"{output_path.rstrip('/')}/runs")
+    fs, folder = filesystem(OutputLayout(output_path).runs)
     if not fs.exists(folder):
         return {}
     records = {}
@@ -301,7 +299,10 @@ def build_report(recordings: pa.Table) -> dict:
 
     # Row counts and failures by stage.
     errors = [e for e in table["error"].to_pylist() if e]
-    by_stage = Counter(e.split(":", 1)[0].strip() for e in errors)
+    # The stage column (outputs before it existed: the message's "<stage>: " prefix).
+    stages = table["error_stage"].to_pylist()
+    by_stage = Counter(stage or error.split(":", 1)[0].strip()
+                       for stage, error in zip(stages, table["error"].to_pylist()) if error)
     rows = {
         "total": table.num_rows,
         "transcribed": table.num_rows - len(errors),

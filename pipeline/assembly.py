@@ -1,6 +1,7 @@
-"""Stage: a recording's transcribed segments back into one recording row (with its segments nested for the sink).
+"""Stage: a recording's transcribed segments into its output row (with its segments nested for the committer).
 
-Runs per recording after a group-by on `row_id`. Segments are put back in order per channel; across a forced cut
+A plain task stage after the actors (a recording's segments travel inside its row, so nothing regroups them).
+Segments are put back in order per channel; across a forced cut
 (a cut that had to fall in speech, so the segments overlap) the words the two segments share are kept once. Language
 tags become `language`/`language_shares` and leave the text. In split mode the turns of all channels, merged in
 time order, form the conversation view.
@@ -91,15 +92,21 @@ def sentences_and_words(spans: list[LanguageSpan], words: list[dict] | None, off
     return sentences, clean_words
 
 
-def _segment_row(row: dict, run: RunInfo, previous_words: list[str] | None,
+def forced_locale(recording: dict) -> str | None:
+    """The locale the row was conditioned on, unless `auto`: the language of text the model left untagged."""
+    locale = recording.get("prompt_locale")
+    return locale if locale and locale != "auto" else None
+
+
+def _segment_row(row: dict, recording: dict, run: RunInfo, previous_words: list[str] | None,
                  previous_end: float | None) -> tuple[dict, list[LanguageSpan], list[str]]:
     """The output row of one segment, its language spans, and its own words (before overlap removal)."""
-    target = row.get("target_lang")
-    fallback = target if target and target != "auto" else None
-    out = {"row_id": row["row_id"], "segment_index": row["segment_index"], "channel": row["channel"],
-           "speaker": run.speaker(row["channel"]), "start": row["start"], "end": row["end"], "target_lang": target,
-           "error": row.get("error"), "audio_filepath": redact(row.get("audio_filepath")),
-           "confidence": row.get("confidence"),
+    fallback = forced_locale(recording)
+    out = {"row_id": recording["row_id"], "segment_index": row["segment_index"], "channel": row["channel"],
+           "speaker": run.speaker(row["channel"]), "start": row["start"], "end": row["end"],
+           "target_lang": recording.get("target_lang"), "prompt_locale": recording.get("prompt_locale"),
+           "error": row.get("error"), "error_stage": row.get("error_stage"),
+           "audio_filepath": redact(recording.get("audio_filepath")), "confidence": row.get("confidence"),
            "raw_text": row.get("raw_text") if run.keep_raw_text else None, **run.columns()}
     raw = row.get("raw_text")
     if raw is None or row.get("error"):
@@ -117,60 +124,62 @@ def _segment_row(row: dict, run: RunInfo, previous_words: list[str] | None,
     return out, spans, words
 
 
-def assemble_recording(rows: list[dict], run: RunInfo) -> dict:
-    rows = sorted(rows, key=lambda r: (r.get("channel") or 0, -1 if r.get("segment_index") is None
-                                       else r["segment_index"]))
-    recording = {k: rows[0].get(k) for k in ("row_id", "audio_filepath", "target_lang", "channel_mode",
-                                              "reference_text", "manifest", "line", "audio_url", "manifest_duration",
-                                              "source_sample_rate", "source_channels", "metadata")}
+RECORDING_KEYS = ("row_id", "source_hash", "audio_filepath", "target_lang", "prompt_locale", "channel_mode",
+                  "reference_text", "manifest", "line", "audio_url", "manifest_duration", "duration",
+                  "source_sample_rate", "source_channels", "metadata", "error", "error_stage", "warnings")
+
+
+def assemble_recording(recording: dict, run: RunInfo) -> dict:
+    """A transcribed recording (its segments nested) as its output row, its segments as output rows nested in it."""
+    out = {k: recording.get(k) for k in RECORDING_KEYS}
     for key in ("audio_filepath", "audio_url", "manifest", "metadata"):  # a signed URL is a credential
-        recording[key] = redact(recording[key])
-    recording["error"] = next((r["error"] for r in rows if r.get("error")), None)
-    recording.update(run.columns())
+        out[key] = redact(out[key])
+    out.update(run.columns())
+    rows = sorted(recording.get("segments") or [], key=lambda r: (r.get("channel") or 0, r["segment_index"]))
+    if not out["error"]:  # a failed segment fails its recording (the first failure is the recording's error)
+        failed = next((r for r in rows if r.get("error")), None)
+        if failed is not None:
+            out["error"], out["error_stage"] = failed["error"], failed["error_stage"]
 
     segments, spans, raw_texts = [], [], []
     previous: dict[int | None, list[str]] = {}
     previous_end: dict[int | None, float] = {}
     for row in rows:
-        if row.get("segment_index") is None:
-            continue  # a recording that failed before it was cut: only its error travels
         channel = row.get("channel")
-        out, seg_spans, words = _segment_row(row, run, previous.get(channel), previous_end.get(channel))
+        seg, seg_spans, words = _segment_row(row, recording, run, previous.get(channel), previous_end.get(channel))
         previous[channel] = words
-        if out.get("words"):
-            previous_end[channel] = out["words"][-1]["end"]
-        segments.append(out)
+        if seg.get("words"):
+            previous_end[channel] = seg["words"][-1]["end"]
+        segments.append(seg)
         spans.extend(seg_spans)
         if row.get("raw_text"):
             raw_texts.append(row["raw_text"])
 
-    recording["segments"] = segments
-    recording["num_segments"] = len(segments)
-    recording["duration"] = max((s["end"] for s in segments), default=None)
+    out["segments"] = segments
+    out["num_segments"] = len(segments)
     spoken = [s for s in segments if s.get("text")]
-    if recording["channel_mode"] == "split":
+    if out["channel_mode"] == "split":
         turns = sorted(spoken, key=lambda s: (s["start"], s["channel"]))
-        recording["conversation"] = [{k: s[k] for k in ("start", "end", "channel", "speaker", "text")} for s in turns]
+        out["conversation"] = [{k: s[k] for k in ("start", "end", "channel", "speaker", "text")} for s in turns]
     else:
         turns = spoken
     if segments and not any(s.get("error") for s in segments):
-        target = recording["target_lang"]
-        fallback = target if target and target != "auto" else None
-        recording["text"] = " ".join(s["text"] for s in turns)
-        recording["language"] = dominant_language(spans, fallback=fallback)
-        recording["language_shares"] = language_shares(spans, fallback=fallback)
-        recording["language_mismatch"] = bool(fallback and recording["language"] and recording["language"] != fallback)
+        fallback = forced_locale(recording)
+        out["text"] = " ".join(s["text"] for s in turns)
+        out["language"] = dominant_language(spans, fallback=fallback)
+        out["language_shares"] = language_shares(spans, fallback=fallback)
+        out["language_mismatch"] = bool(fallback and out["language"] and out["language"] != fallback)
         confidences = [s["confidence"] for s in segments if s.get("confidence") is not None]
-        recording["confidence"] = sum(confidences) / len(confidences) if confidences else None
+        out["confidence"] = sum(confidences) / len(confidences) if confidences else None
         if run.keep_raw_text:
-            recording["raw_text"] = " ".join(raw_texts)
-        if recording.get("reference_text") is not None and not recording["error"]:
-            s = score(recording["reference_text"], recording["text"], recording["language"] or fallback)
-            recording.update(wer=s.wer, cer=s.cer, raw_wer=s.raw_wer, raw_cer=s.raw_cer, word_errors=s.word_errors,
-                             ref_words=s.ref_words, char_errors=s.char_errors, ref_chars=s.ref_chars)
-    return recording
+            out["raw_text"] = " ".join(raw_texts)
+        if out.get("reference_text") is not None and not out["error"]:
+            s = score(out["reference_text"], out["text"], out["language"] or fallback)
+            out.update(wer=s.wer, cer=s.cer, raw_wer=s.raw_wer, raw_cer=s.raw_cer, word_errors=s.word_errors,
+                       ref_words=s.ref_words, char_errors=s.char_errors, ref_chars=s.ref_chars)
+    return out
 
 
-def assemble_group(group: pa.Table, run: RunInfo) -> pa.Table:
-    """Ray `map_groups` entry: all rows of one recording in, one assembled row out."""
-    return to_table([assemble_recording(group.to_pylist(), run)], ASSEMBLED_SCHEMA)
+def assemble_block(batch: pa.Table, run: RunInfo) -> pa.Table:
+    """Ray `map_batches` UDF: transcribed recordings in, output rows (segments nested) out."""
+    return to_table([assemble_recording(r, run) for r in batch.to_pylist()], ASSEMBLED_SCHEMA)

@@ -30,7 +30,7 @@ import soundfile as sf
 from connectors.nemo_datasets import CLIPS, TarShard, tar_name, write_bytes
 from connectors.storage import open_file
 from pipeline.audio import AudioDecodeError, stream_audio
-from pipeline.decode import fetch_error_message
+from pipeline.decode import fetch_error_message, to_pcm16
 
 AUDIO_MISSING = "audio_missing"
 AUDIO_UNREADABLE = "audio_unreadable"
@@ -119,9 +119,10 @@ def cut_spans(blocks: Iterator[np.ndarray], spans: list[Span], rate: int
 
 
 def encode_clip(samples: np.ndarray, rate: int, codec: str) -> bytes:
-    """Mono float samples as 16-bit PCM FLAC or WAV bytes. Samples decoded from 16-bit audio (k / 32768) come back
-    exactly: the conversion is round(x * 32768), as libsndfile reads 16-bit PCM (k / 32768)."""
-    pcm = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    """Mono float samples as 16-bit PCM FLAC or WAV bytes, quantised exactly as the transcription hands audio to the
+    model (`pipeline.decode.to_pcm16`), so a clip holds the samples the model heard; samples decoded from 16-bit
+    audio (k / 32768) come back exactly."""
+    pcm = np.frombuffer(to_pcm16(samples), dtype="<i2")
     buffer = io.BytesIO()
     sf.write(buffer, pcm, rate, format=CODECS[codec], subtype="PCM_16")
     return buffer.getvalue()

@@ -1,74 +1,101 @@
-"""The Ray Data graph of one wave of recordings, left to right:
+"""The job's Ray Data graph, left to right, one streaming pass over the whole archive:
 
-    source rows  ->  fetch + decode + cut (CPU tasks)  ->  transcribe (actor pool, GPU or CPU)
-        ->  group by recording  ->  assemble (order, stitch, languages, scores)  ->  sink (recordings + segments)
+    manifests  ->  read (tasks: parse, resolve, skip done, cut into work blocks)
+               ->  fetch + decode + cut (CPU tasks, one work block each)
+               ->  transcribe (actor pool, GPU or CPU: the model loads once per actor, for the whole job)
+               ->  assemble (tasks: order, stitch, languages, scores)          ->  committed by the driver as it goes
 
+A recording travels as one row with its segments nested, so no stage regroups anything: no shuffle, no barrier, no
+waves; the first actor call waits for one decoded work block, and finished blocks are committed while the rest runs.
 Each arrow is an explicit Arrow schema (`pipeline.records`). Nothing raises out of a stage for a bad input: the row
-carries its error to the sink.
+carries its error to the output.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
-import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, Dataset
 
-from pipeline.assembly import RunInfo, assemble_group
-from pipeline.decode import DecodeSettings, decode_batch
+from pipeline.assembly import RunInfo, assemble_block
+from pipeline.decode import DecodeSettings, decode_block
 from pipeline.inference import TranscriptionActor
-from pipeline.models.base import ModelSettings
+from pipeline.settings import setting
+from pipeline.source import SourceSettings, read_blocks
+
+if TYPE_CHECKING:
+    from jobs.spec import JobSpec
 
 
 @dataclass(frozen=True)
-class ComputeSettings:
+class ComputeSpec:
+    """Devices, actors, work blocks and the cluster (the job's `compute` section)."""
+
+    device: str = setting("auto", "auto (GPU actors when the cluster has GPUs) | cpu | cuda | cuda:N")
+    dtype: str = setting("float32", "float32 | bfloat16 | float16 (autocast; the prompt projection stays float32)")
+    max_batch_seconds: Optional[float] = setting(None, "also cap a forward pass at this many padded audio seconds "
+                                                       "(long segments: fewer per batch)")
+    gpus_per_actor: float = setting(1.0, "GPUs of one inference actor (when the cluster has GPUs)")
+    cpus_per_actor: float = setting(1.0, "CPUs Ray reserves for one inference actor")
+    model_threads: Optional[int] = setting(None, "torch threads of a CPU actor; null = cpus_per_actor (more lets a "
+                                                 "CPU-only machine's model use the cores decoding leaves idle)")
+    min_actors: int = setting(1, "inference actors to start with")
+    max_actors: Optional[int] = setting(None, "inference actors at most; null = one per GPU (1 on a CPU-only "
+                                              "cluster)")
+    decode_cpus: float = setting(1.0, "CPUs of one fetch+decode task")
+    decode_memory_mb: int = setting(512, "memory reserved per fetch+decode task, MiB")
+    block_seconds: float = setting(1200.0, "audio seconds per work block (by the manifest's duration where given): "
+                                           "what one task decodes and one actor call sorts into batches")
+    block_rows: int = setting(256, "recordings per work block at most (the only bound for rows without a "
+                                   "duration)")
+    ray_address: Optional[str] = setting(None, "a Ray cluster address; null = RAY_ADDRESS (set by ray job submit), "
+                                               "else an embedded local Ray")
+
+
+@dataclass(frozen=True)
+class ActorPool:
+    """The inference actors, as the cluster allows them (decided by the job from `compute` and the cluster)."""
+
     use_gpu: bool
-    gpus_per_actor: float
-    cpus_per_actor: float
     min_actors: int
     max_actors: int
-    decode_cpus: float
-    decode_memory_mb: int
-    rows_per_block: int
-    rows_per_call: int  # segments handed to one actor call: several model batches, so they can be sorted by length
-    rows_per_file: int
 
 
-def transcription_graph(
-    source: pa.Table,
-    decode: DecodeSettings,
-    model: ModelSettings,
-    adapter: str,
-    target_lang: str,
-    run: RunInfo,
-    compute: ComputeSettings,
-) -> Dataset:
-    # Streaming repartition (no shuffle): the wave arrives as one block; decoding needs many small ones.
-    rows = ray.data.from_arrow(source).repartition(target_num_rows_per_block=compute.rows_per_block)
-    segments = rows.map_batches(
-        decode_batch, fn_kwargs={"settings": decode}, batch_format="pyarrow", batch_size=1,
+READ_CPUS = 0.25  # a read task streams JSON lines: light, and it must not hold a whole CPU slot while it streams
+ASSEMBLE_CPUS = 0.25
+
+
+def transcription_graph(sources: list[str], is_audio_dir: bool, source: SourceSettings, decode: DecodeSettings,
+                        spec: "JobSpec", run: RunInfo, pool: ActorPool, index_ref: list, ledger) -> Dataset:
+    compute = spec.compute
+    items = ray.data.from_items([{"source": s} for s in sources], override_num_blocks=max(1, len(sources)))
+    blocks = items.map_batches(
+        read_blocks, fn_kwargs={"settings": source, "is_audio_dir": is_audio_dir, "index_ref": index_ref,
+                                "ledger": ledger},
+        batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS)
+    # A read task's work blocks arrive coalesced into large blocks; one work block per Ray block lets every decode
+    # task take one (a streaming split: no shuffle).
+    blocks = blocks.repartition(target_num_rows_per_block=1)
+    decoded = blocks.map_batches(
+        decode_block, fn_kwargs={"settings": decode}, batch_size=1, batch_format="pyarrow",
         num_cpus=compute.decode_cpus,
         # A memory reservation keeps a decode task's memory bounded on a node (as Ray's audio example does), and,
         # being a remote argument the actor stage lacks, it stops Ray from fusing decoding into the actor, where it
         # would run one file at a time with the accelerator waiting.
         memory=compute.decode_memory_mb * 2**20,
     )
-    resources = {"num_gpus": compute.gpus_per_actor} if compute.use_gpu else {}
-    transcribed = segments.map_batches(
+    resources = {"num_gpus": compute.gpus_per_actor} if pool.use_gpu else {}
+    transcribed = decoded.map_batches(
         TranscriptionActor,
-        fn_constructor_kwargs={"settings": model, "adapter": adapter, "target_lang": target_lang},
+        fn_constructor_kwargs={"spec": spec},
         batch_format="pyarrow",
-        batch_size=compute.rows_per_call,
+        batch_size=None,  # one work block per call: the actor sorts its segments into batches
         # An autoscaling pool: a fixed pool that takes every CPU starves the decode tasks and never finishes.
-        compute=ActorPoolStrategy(min_size=compute.min_actors, max_size=compute.max_actors),
+        compute=ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors),
         num_cpus=compute.cpus_per_actor,
         **resources,
     )
-    # Text rows only from here on (the audio stayed in the actor): the shuffle is small. One partition per output
-    # file, so each write task writes one pair of files of about rows_per_file recordings.
-    partitions = max(1, math.ceil(source.num_rows / compute.rows_per_file))
-    return transcribed.groupby("row_id", num_partitions=partitions).map_groups(
-        assemble_group, fn_kwargs={"run": run}, batch_format="pyarrow"
-    )
+    return transcribed.map_batches(assemble_block, fn_kwargs={"run": run}, batch_size=None, batch_format="pyarrow",
+                                   num_cpus=ASSEMBLE_CPUS)

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.settings import setting
+
 __all__ = ["ALWAYS_QUIET_DB", "Segment", "SegmentPolicy", "merge_overlap", "segment_stream"]
 
 # Frames below this level are quiet whatever the rest of the window sounds like (see the module docstring, rule 2).
@@ -56,16 +58,19 @@ _SPEECH_PERCENTILE = 95.0
 
 @dataclass(frozen=True)
 class SegmentPolicy:
-    """Where `segment_stream` may cut; see the module docstring for the exact rule."""
+    """Where `segment_stream` may cut; see the module docstring for the exact rule. The job's `segmenting` section."""
 
-    max_seconds: float = 30.0  # hard limit per segment
-    min_seconds: float = 10.0  # no cut before this (shorter segments only at the end of a recording)
-    overlap_seconds: float = 1.0  # after a forced cut (no pause found), the next segment starts this much earlier
-    frame_seconds: float = 0.05  # energy frame
-    pause_seconds: float = 0.2  # a pause is at least this long (rounded up to whole frames)
-    silence_db: float = -40.0  # frames below this RMS level (dBFS) are quiet ...
-    relative_db: float = 25.0  # ... and so are frames this far below the window's speech level (95th percentile) ...
-    min_contrast_db: float = 10.0  # ... but never frames within this of the speech level
+    max_seconds: float = setting(30.0, "recordings are cut into segments at most this long, at pauses where "
+                                       "possible")
+    min_seconds: float = setting(10.0, "no cut is looked for before this (shorter segments only at a recording's "
+                                       "end)")
+    overlap_seconds: float = setting(1.0, "where a cut must fall in speech, the next segment starts this much "
+                                          "earlier and the words the two share are kept once")
+    frame_seconds: float = setting(0.05, "energy frame for finding pauses")
+    pause_seconds: float = setting(0.2, "a pause is at least this long (rounded up to whole frames)")
+    silence_db: float = setting(-40.0, "frames quieter than this (dBFS) are pauses ...")
+    relative_db: float = setting(25.0, "... and so are frames this far under the window's speech level ...")
+    min_contrast_db: float = setting(10.0, "... but never frames within this of the speech level")
 
     def __post_init__(self) -> None:
         if not self.max_seconds > 0:

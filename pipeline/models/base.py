@@ -2,15 +2,24 @@
 
 Everything outside `pipeline/models/` sees only these dataclasses: plain numpy audio in, plain text out,
 one-to-one and in order. A model adapter is chosen by a config line (`model_adapter`), so swapping the model never
-touches the stages.
+touches the stages. An adapter class provides:
+
+- `describe(model_path) -> ModelCard` (static): what the job must know before any work starts, from the
+  checkpoint's config (no weights);
+- `__init__(spec)`: load the model once, from the job's resolved spec (`jobs.spec.JobSpec`: `model_path`,
+  `att_context_size`, `batch_size`, `timestamps`, `confidence`, `compute.device`, `compute.dtype`, ...);
+- `transcribe(items) -> outputs`: exactly one output per item, in the items' order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol, Sequence
 
 import numpy as np
+
+from pipeline.locales import Locales
 
 
 @dataclass(frozen=True)
@@ -20,40 +29,32 @@ class ModelCard:
     model_path: str
     model_class: str
     sample_rate: int
-    prompt_dictionary: dict[str, int]
-    att_context_sizes: tuple[tuple[int, int], ...]
+    prompt_dictionary: dict[str, int]  # every name (aliases included) -> prompt index, in the checkpoint's order
+    att_context_sizes: tuple[tuple[int, int], ...]  # as the checkpoint lists them (order and members vary)
+
+    @cached_property
+    def languages(self) -> Locales:
+        return Locales.from_dictionary(self.prompt_dictionary)
 
     @property
     def locales(self) -> tuple[str, ...]:
-        """The locales a row may ask for (`auto` excluded), sorted."""
-        return tuple(sorted(k for k in self.prompt_dictionary if k != "auto"))
+        """The canonical locales a row may ask for (`auto` excluded), sorted."""
+        return self.languages.canonical
 
     @property
     def most_accurate_att_context_size(self) -> tuple[int, int] | None:
-        """The widest right context the checkpoint offers: the default, since batch work has no latency budget."""
+        """The widest right context the checkpoint offers (whatever the list's order): the default, since batch work
+        has no latency budget."""
         return max(self.att_context_sizes, key=lambda c: (c[1], c[0])) if self.att_context_sizes else None
 
 
 @dataclass(frozen=True)
-class ModelSettings:
-    """How an actor loads and runs the model."""
-
-    model_path: str
-    att_context_size: tuple[int, int] | None = None
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast on GPU only)
-    batch_size: int = 16
-    max_batch_seconds: float | None = None  # cap on padded audio seconds per forward pass (duration buckets)
-    timestamps: bool = False  # word timestamps
-    confidence: bool = False  # word confidence
-
-
-@dataclass(frozen=True)
 class AudioItem:
-    """One mono stream to transcribe: float32 samples at the model's rate, and the prompt to condition it on."""
+    """One mono stream to transcribe: float32 samples at the model's rate, and the canonical locale (or `auto`) to
+    condition it on."""
 
     samples: np.ndarray
-    target_lang: str = "auto"
+    prompt_locale: str = "auto"
 
 
 @dataclass(frozen=True)

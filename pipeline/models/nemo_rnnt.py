@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from pipeline.batching import plan_batches
-from pipeline.models.base import AudioItem, ModelCard, ModelOutput, ModelSettings, WordTiming
+from pipeline.locales import dictionary_key
+from pipeline.models.base import AudioItem, ModelCard, ModelOutput, WordTiming
+
+if TYPE_CHECKING:
+    from jobs.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +33,22 @@ def _is_checkpoint_file(model_path: str) -> bool:
 
 
 def _read_config(model_path: str):
+    """The checkpoint's config. A .nemo is a tar whose `model_config.yaml` comes before the weights: it is read
+    straight from the archive, without importing NeMo (seconds and ~1 GB on the driver) or touching the weights."""
+    if _is_checkpoint_file(model_path):
+        import tarfile
+
+        from omegaconf import OmegaConf
+
+        with tarfile.open(model_path, "r:*") as archive:
+            for member in archive:
+                if member.name.rsplit("/", 1)[-1] == "model_config.yaml":
+                    return OmegaConf.create(archive.extractfile(member).read().decode("utf-8"))
+        raise ValueError(f"{model_path} has no model_config.yaml: not a NeMo checkpoint")
     from nemo.collections.asr.models import ASRModel
     from nemo.utils import logging as nemo_logging
 
     nemo_logging.setLevel(logging.WARNING)
-
-    if _is_checkpoint_file(model_path):
-        return ASRModel.restore_from(model_path, return_config=True, map_location="cpu")
     return ASRModel.from_pretrained(model_path, return_config=True, map_location="cpu")
 
 
@@ -52,7 +65,7 @@ def describe(model_path: str) -> ModelCard:
         model_path=model_path,
         model_class=str(cfg.get("target", "")),
         sample_rate=int(cfg.get("sample_rate", 16000)),
-        prompt_dictionary={str(k): int(v) for k, v in prompts.items()},
+        prompt_dictionary={dictionary_key(k): int(v) for k, v in prompts.items()},
         att_context_sizes=tuple((int(c[0]), int(c[1])) for c in contexts),
     )
 
@@ -62,7 +75,7 @@ class NemotronRNNT:
 
     describe = staticmethod(describe)
 
-    def __init__(self, settings: ModelSettings):
+    def __init__(self, spec: "JobSpec"):
         import torch
         from nemo.collections.asr.models import ASRModel
         from nemo.utils import logging as nemo_logging
@@ -70,25 +83,30 @@ class NemotronRNNT:
 
         nemo_logging.setLevel(logging.WARNING)  # NeMo's INFO lines per restore drown the job's progress
 
-        if settings.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {settings.dtype!r}")
-        self.settings = settings
+        compute = spec.compute
+        if compute.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {compute.dtype!r}")
+        self.spec = spec
+        self.dtype = compute.dtype
         self.device = torch.device(
-            ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
+            ("cuda" if torch.cuda.is_available() else "cpu") if compute.device == "auto" else compute.device
         )
-        if _is_checkpoint_file(settings.model_path):
-            model = ASRModel.restore_from(settings.model_path, map_location=self.device)
+        if self.device.type == "cpu":
+            # Ray gives an actor OMP_NUM_THREADS = its CPUs (1 by default); torch follows that unless told.
+            torch.set_num_threads(compute.model_threads or max(1, round(compute.cpus_per_actor)))
+        if _is_checkpoint_file(spec.model_path):
+            model = ASRModel.restore_from(spec.model_path, map_location=self.device)
         else:
-            model = ASRModel.from_pretrained(settings.model_path, map_location=self.device)
+            model = ASRModel.from_pretrained(spec.model_path, map_location=self.device)
         if not getattr(model, "concat", False):
             raise ValueError(
-                f"{settings.model_path} is a {type(model).__name__} without language prompts; "
+                f"{spec.model_path} is a {type(model).__name__} without language prompts; "
                 "this adapter needs an EncDecRNNTBPEModelWithPrompt (Nemotron 3.5 ASR)"
             )
-        self.card = describe(settings.model_path)
+        self.card = describe(spec.model_path)
 
-        if settings.att_context_size is not None:
-            wanted = list(settings.att_context_size)
+        if spec.att_context_size is not None:
+            wanted = list(spec.att_context_size)
             offered = [list(c) for c in (model.encoder.att_context_size_all or [])]
             # NeMo only warns for a value it does not offer; we refuse, the job validated it already.
             if offered and wanted not in offered:
@@ -99,9 +117,9 @@ class NemotronRNNT:
         # because NeMo rebuilds decoding from the config (an attribute set only on the object would be lost).
         with open_dict(model.cfg.decoding):
             model.cfg.decoding.strip_lang_tags = False
-            model.cfg.decoding.compute_timestamps = settings.timestamps
-            model.cfg.decoding.preserve_alignments = settings.timestamps
-            if settings.confidence:
+            model.cfg.decoding.compute_timestamps = spec.timestamps
+            model.cfg.decoding.preserve_alignments = spec.timestamps
+            if spec.confidence:
                 model.cfg.decoding.confidence_cfg = {
                     "preserve_word_confidence": True, "preserve_token_confidence": True, "aggregation": "mean",
                     "exclude_blank": True, "method_cfg": {"name": "max_prob"},
@@ -115,29 +133,24 @@ class NemotronRNNT:
         model.eval()
         self.model = model
         self.sample_rate = int(model.cfg.get("sample_rate", 16000))
-        self._prompts = self.card.prompt_dictionary
         self._torch = torch
         self._cuda_graphs = self.device.type == "cuda" and bool(
             model.cfg.decoding.get("greedy", {}).get("use_cuda_graph_decoder", True))
 
     def _autocast(self):
-        if self.device.type == "cuda" and self.settings.dtype != "float32":
-            dtype = getattr(self._torch, self.settings.dtype)
+        if self.device.type == "cuda" and self.dtype != "float32":
+            dtype = getattr(self._torch, self.dtype)
             return self._torch.autocast(device_type="cuda", dtype=dtype)
         return contextlib.nullcontext()
 
-    def prompt_index(self, target_lang: str) -> int:
-        try:
-            return self._prompts[target_lang]
-        except KeyError:
-            raise ValueError(
-                f"unknown target_lang {target_lang!r}; this checkpoint knows: {', '.join(self.card.locales)}, auto"
-            ) from None
+    def prompt_index(self, locale: str) -> int:
+        """The prompt index of a locale (canonical or an alias); ValueError for one the checkpoint does not know."""
+        return self.card.languages.index(locale)
 
     def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
         durations = [len(it.samples) / self.sample_rate for it in items]
         outputs: list[ModelOutput | None] = [None] * len(items)
-        for batch in plan_batches(durations, self.settings.batch_size, self.settings.max_batch_seconds):
+        for batch in plan_batches(durations, self.spec.batch_size, self.spec.compute.max_batch_seconds):
             for i, out in zip(batch, self._run([items[i] for i in batch])):
                 outputs[i] = out
         return outputs  # type: ignore[return-value]
@@ -149,7 +162,7 @@ class NemotronRNNT:
         signal = np.zeros((len(items), max(lengths)), dtype=np.float32)
         for row, it in enumerate(items):
             signal[row, : len(it.samples)] = it.samples
-        prompts = [self.prompt_index(it.target_lang) for it in items]
+        prompts = [self.prompt_index(it.prompt_locale) for it in items]
         with torch.inference_mode(), self._autocast():
             encoded, encoded_len = self.model.forward(
                 input_signal=torch.from_numpy(signal).to(self.device),
@@ -183,9 +196,9 @@ class NemotronRNNT:
         self._cuda_graphs = False
 
     def _output(self, hyp) -> ModelOutput:
-        confidences = list(hyp.word_confidence or []) if self.settings.confidence else []
+        confidences = list(hyp.word_confidence or []) if self.spec.confidence else []
         words: list[WordTiming] = []
-        if self.settings.timestamps and isinstance(hyp.timestamp, dict):
+        if self.spec.timestamps and isinstance(hyp.timestamp, dict):
             timed = hyp.timestamp.get("word", [])
             # NeMo counts confidence words by splitting the text; they match the timed words for a trained model.
             # Where the counts differ, per-word confidence is left out rather than attached to the wrong word.

@@ -28,3 +28,6 @@ PROMPT_DICTIONARY: dict[str, int] = {
     "hy-AM": 68, "uz-UZ": 69, "tg-TJ": 70, "ky-KG": 71, "qu-PE": 80, "ay-BO": 81, "gn-PY": 82, "nah-MX": 83,
     "mi-NZ": 96, "haw-US": 97, "sm-WS": 98, "to-TO": 99, "fr-CA": 100, "mt-MT": 102, "auto": 101,
 }
+
+# The longest segment the job cuts, in seconds (provisional; the attention-memory measurement at full size sets it).
+MAX_SEGMENT_SECONDS = 300.0

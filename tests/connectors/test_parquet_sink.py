@@ -1,11 +1,13 @@
-"""Tests for connectors.parquet_sink: the two output tables written through Ray Data as pairs of whole Parquet files
-(segments first, recordings last, same name), what the sink reports, and the resume helpers."""
+"""Tests for connectors.parquet_sink: the two output tables committed from a Ray Dataset's finished blocks as pairs of
+whole Parquet files (segments first, recordings last, same name), by rows or by age; what the committer reports; the
+clean-up of what a crash left."""
 
 from __future__ import annotations
 
 import io
 import os
 import re
+import time
 from collections import Counter
 
 import duckdb
@@ -13,28 +15,55 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.parquet_sink import TranscriptSink, clean_uncommitted, committed_row_ids, write_parquet
+from connectors.parquet_sink import CommitPolicy, TranscriptCommitter, clean_uncommitted, write_parquet
+from connectors.layout import OutputLayout
 from pipeline.records import ASSEMBLED_SCHEMA, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, to_table
 
 RUN_ID = "20260101T000000Z-abc123"
 RUN_COLUMNS = {"model": "/models/tiny.nemo", "run_id": RUN_ID, "att_context_size": [56, 13]}
-NAME = re.compile(rf"^part-{RUN_ID}-\d{{5}}-[0-9a-f]{{8}}\.parquet$")
+NAME = re.compile(rf"^part-{RUN_ID}-\d{{6}}\.parquet$")
+
+
+def committed_row_ids(output: str) -> set[str]:
+    """The row ids in the committed recordings files (hidden and temporary names are not committed)."""
+    fs, paths = OutputLayout(output).committed_files()
+    ids: set[str] = set()
+    for path in paths:
+        with fs.open(path, "rb") as handle:
+            ids.update(pq.read_table(handle, columns=["row_id"])["row_id"].to_pylist())
+    return ids
+
+
+def commit(dataset, output: str, rows_per_file: int = 10_000, commit_seconds: float = 300.0,
+           pause: float = 0.0, run_id: str = RUN_ID) -> TranscriptCommitter:
+    """Commit a dataset's blocks as the job's driver does (`pause`: seconds between blocks, ticking the clock)."""
+    committer = TranscriptCommitter(output, run_id, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA,
+                                    CommitPolicy(rows_per_file=rows_per_file, commit_seconds=commit_seconds))
+    for bundle in dataset.iter_internal_ref_bundles():
+        committer.add(bundle)
+        time.sleep(pause)
+        committer.tick()
+    committer.close()
+    return committer
 
 
 def _segment(row_id: str, index: int, start: float, end: float, text: str | None, *, channel: int | None = None,
              speaker: str | None = None, error: str | None = None) -> dict:
+    stage, _, message = error.partition(": ") if error else (None, None, None)
     return {"row_id": row_id, "segment_index": index, "channel": channel, "speaker": speaker, "start": start,
             "end": end, "text": text, "language": None if text is None else "en-US", "target_lang": "auto",
-            "raw_text": None, "error": error, "audio_filepath": f"{row_id}.wav", **RUN_COLUMNS}
+            "prompt_locale": "auto", "raw_text": None, "error": message, "error_stage": stage,
+            "audio_filepath": f"{row_id}.wav", **RUN_COLUMNS}
 
 
 def _recording(i: int, segments: list[dict], error: str | None = None, **extra) -> dict:
     row_id = f"r{i:02d}"
     ok = error is None
-    row = {"row_id": row_id, "audio_filepath": f"{row_id}.wav", "audio_url": f"/data/{row_id}.wav",
+    stage, _, message = error.partition(": ") if error else (None, None, None)
+    row = {"row_id": row_id, "error_stage": stage, "audio_filepath": f"{row_id}.wav", "audio_url": f"/data/{row_id}.wav",
            "manifest": "/data/m.jsonl", "line": i + 1, "channel_mode": "mix", "target_lang": "auto",
            "num_segments": len(segments), "segments": segments,
-           "duration": max((s["end"] for s in segments), default=None), "error": error,
+           "duration": max((s["end"] for s in segments), default=None), "error": message,
            "text": " ".join(s["text"] for s in segments if s["text"]) if ok else None,
            "language": "en-US" if ok else None, "language_shares": [("en-US", 1.0)] if ok else None,
            "source_sample_rate": 16000 if segments else None, "source_channels": 1 if segments else None,
@@ -93,8 +122,8 @@ def _dataset(ray):
     return ray.data.from_arrow([table.slice(k, 3) for k in range(0, table.num_rows, 3)])
 
 
-def _check_written(sink: TranscriptSink) -> None:
-    # rows_per_file=5 over blocks of 3 rows: every write call got at least 5 rows, except possibly the last.
+def _check_written(sink: TranscriptCommitter) -> None:
+    # rows_per_file=5 over blocks of 3 rows: every commit took at least 5 rows, except possibly the last.
     sizes = sorted(f.rows for f in sink.written)
     assert len(sizes) >= 2 and all(n >= 5 for n in sizes[1:]), sizes
     assert sum(f.rows for f in sink.written) == 12
@@ -109,7 +138,7 @@ def _check_written(sink: TranscriptSink) -> None:
     assert len({f.name for f in sink.written}) == len(sink.written)
 
 
-def _check_pairs(sink: TranscriptSink, recordings: dict[str, pa.Table], segments: dict[str, pa.Table]) -> None:
+def _check_pairs(sink: TranscriptCommitter, recordings: dict[str, pa.Table], segments: dict[str, pa.Table]) -> None:
     """recordings/ and segments/ hold the same file names, the ones the sink reported; each pair agrees."""
     assert sorted(recordings) == sorted(segments) == sorted(f.name for f in sink.written)
     for f in sink.written:
@@ -141,8 +170,7 @@ def _check_tables(recordings: pa.Table, segments: pa.Table) -> None:
 
 def test_sink_local(ray_session, tmp_path) -> None:
     out = tmp_path / "out"
-    sink = TranscriptSink(str(out), RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, run_id=RUN_ID, rows_per_file=5)
-    _dataset(ray_session).write_datasink(sink)
+    sink = commit(_dataset(ray_session), str(out), rows_per_file=5)
     _check_written(sink)
 
     listing = {t: sorted(os.listdir(out / t)) for t in ("recordings", "segments")}
@@ -176,8 +204,7 @@ def test_sink_local(ray_session, tmp_path) -> None:
 def test_sink_all_failed_rows_write_an_empty_segments_file(ray_session, tmp_path) -> None:
     rows = [r for r in ROWS if not r["segments"]]
     out = tmp_path / "out"
-    sink = TranscriptSink(str(out), RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, run_id=RUN_ID)
-    ray_session.data.from_arrow(to_table(rows, ASSEMBLED_SCHEMA)).write_datasink(sink)
+    sink = commit(ray_session.data.from_arrow(to_table(rows, ASSEMBLED_SCHEMA)), str(out))
     assert [(f.rows, f.failed_rows, f.audio_seconds, f.segments, f.errors_by_stage) for f in sink.written] == [
         (3, 3, 0.0, 0, {"fetch": 1, "decode": 2})]
     name = sink.written[0].name
@@ -189,8 +216,7 @@ def test_sink_all_failed_rows_write_an_empty_segments_file(ray_session, tmp_path
 
 def test_sink_empty_dataset_writes_nothing(ray_session, tmp_path) -> None:
     out = tmp_path / "empty"
-    sink = TranscriptSink(str(out), RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, run_id=RUN_ID)
-    ray_session.data.from_arrow(to_table(ROWS[:1], ASSEMBLED_SCHEMA)).limit(0).write_datasink(sink)
+    sink = commit(ray_session.data.from_arrow(to_table(ROWS[:1], ASSEMBLED_SCHEMA)).limit(0), str(out))
     assert sink.written == []
     assert not out.exists() or [p for p in out.rglob("*") if p.is_file()] == []
 
@@ -205,8 +231,7 @@ def _read_s3(s3fs_client, folder: str) -> dict[str, pa.Table]:
 
 def test_sink_s3(ray_session, s3fs_client, bucket) -> None:
     out = f"s3://{bucket}/out/"
-    sink = TranscriptSink(out, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, run_id=RUN_ID, rows_per_file=5)
-    _dataset(ray_session).write_datasink(sink)
+    sink = commit(_dataset(ray_session), out, rows_per_file=5)
     _check_written(sink)
 
     assert sorted(k.rsplit("/", 1)[1] for k in s3fs_client.ls(f"{bucket}/out", refresh=True)) == [
@@ -285,10 +310,24 @@ def test_clean_uncommitted_and_committed_row_ids_s3(s3fs_client, bucket) -> None
 
 def test_committed_row_ids_sees_files_written_by_ray_tasks(ray_session, bucket) -> None:
     out = f"s3://{bucket}/out"
-    first = TranscriptSink(out, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, run_id=RUN_ID)
-    ray_session.data.from_arrow(to_table(ROWS[:4], ASSEMBLED_SCHEMA)).write_datasink(first)
+    commit(ray_session.data.from_arrow(to_table(ROWS[:4], ASSEMBLED_SCHEMA)), out)
     assert committed_row_ids(out) == {"r00", "r01", "r02", "r03"}  # lists recordings/ (and caches the listing)
-    second = TranscriptSink(out, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, run_id=RUN_ID)
-    ray_session.data.from_arrow(to_table(ROWS[4:6], ASSEMBLED_SCHEMA)).write_datasink(second)
+    second = commit(ray_session.data.from_arrow(to_table(ROWS[4:6], ASSEMBLED_SCHEMA)), out,
+                    run_id="20260101T000001Z-def456")  # a second run: its own file names
     assert sum(f.rows for f in second.written) == 2
     assert committed_row_ids(out) == {"r00", "r01", "r02", "r03", "r04", "r05"}
+
+
+# --- commits by age -------------------------------------------------------------------------------------------------
+
+
+def test_rows_are_committed_by_age_while_the_dataset_still_runs(ray_session, tmp_path) -> None:
+    """With a row count never reached, commits still happen once the oldest waiting block is commit_seconds old:
+    slow rows are never all held until the end."""
+    out = tmp_path / "out"
+    table = to_table(ROWS, ASSEMBLED_SCHEMA)
+    blocks = ray_session.data.from_arrow([table.slice(k, 2) for k in range(0, 12, 2)])
+    sink = commit(blocks, str(out), rows_per_file=1_000_000, commit_seconds=1.0, pause=0.6)
+    assert len(sink.written) >= 2  # one file per second or so, not one at the end
+    assert sum(f.rows for f in sink.written) == 12
+    assert committed_row_ids(str(out)) == {r["row_id"] for r in ROWS}

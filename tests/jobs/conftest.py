@@ -51,8 +51,8 @@ def transcribe(manifest: Path, output: str, model: Path) -> None:
     from jobs.transcribe import main
 
     assert main([f"model_path={model}", f"dataset_manifest={manifest}", f"output_path={output}", "target_lang=en-US",
-                 "confidence=true", "max_segment_seconds=8", "min_segment_seconds=3",
-                 "channel_names=[agent,customer]"]) == 0
+                 "confidence=true", "segmenting.max_seconds=8", "segmenting.min_seconds=3",
+                 "audio.channel_names=[agent,customer]"]) == 0
 
 
 @pytest.fixture(scope="session")

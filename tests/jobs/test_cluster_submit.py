@@ -23,7 +23,7 @@ import duckdb
 import pytest
 import yaml
 
-from jobs.config import load_config
+from jobs.spec import load_spec
 from tests.fault_proxy import FaultProxy, combine, fail_first
 from tests.jobs.jobs_helpers import (
     REPO, clips, free_port, pids_in_session, private_ray_tmpdir, recordings_counts, remove_tree, stop_session,
@@ -65,7 +65,7 @@ def test_two_node_cluster_runs_the_submitted_job_through_flaky_storage(ray_sessi
     gcs_port, dashboard_port = free_port(), free_port()
     dashboard = f"http://127.0.0.1:{dashboard_port}"
     # Every audio object's first GET is throttled, one object's first GET loses its connection, and the
-    # manifest's first GET is throttled too (the driver reads it).
+    # manifest's first GET is throttled too (the driver checks it, a read task reads it).
     proxy = FaultProxy(s3_endpoint, combine(
         fail_first(1, drop=True, path_contains="/data/audio/clip-01.wav"),
         fail_first(1, status=503, path_contains="/data/audio/"),
@@ -94,7 +94,7 @@ def test_two_node_cluster_runs_the_submitted_job_through_flaky_storage(ray_sessi
         submitted = subprocess.run(
             [str(BIN / "ray"), "job", "submit", f"--address={dashboard}", "--working-dir", str(REPO), "--",
              "python", "-m", "jobs.transcribe", f"model_path={tiny_model}",
-             f"dataset_manifest=s3://{bucket}/data/m.jsonl", f"output_path={out}", "cpus_per_actor=2"],
+             f"dataset_manifest=s3://{bucket}/data/m.jsonl", f"output_path={out}", "compute.cpus_per_actor=2"],
             env=env, capture_output=True, text=True, timeout=400)
         job_seconds = time.monotonic() - started
         assert submitted.returncode == 0, (submitted.stdout + submitted.stderr)[-4000:]
@@ -102,7 +102,7 @@ def test_two_node_cluster_runs_the_submitted_job_through_flaky_storage(ray_sessi
         assert "rows        6 (6 transcribed, 0 failed" in submitted.stdout
 
         tasks = _state(dashboard, "tasks")
-        decode_nodes = {t["node_id"] for t in tasks if "decode_batch" in t["name"] and t["node_id"]}
+        decode_nodes = {t["node_id"] for t in tasks if "decode_block" in t["name"] and t["node_id"]}
         inference_nodes = {t["node_id"] for t in tasks if "TranscriptionActor" in t["name"] and t["node_id"]}
         assert decode_nodes and inference_nodes
         assert decode_nodes | inference_nodes == {n["node_id"] for n in nodes}, (decode_nodes, inference_nodes)
@@ -121,7 +121,6 @@ def test_two_node_cluster_runs_the_submitted_job_through_flaky_storage(ray_sessi
     assert len(counts) == 6 and set(counts.values()) == {1}
     errors = duckdb.sql(f"select count(*) from read_parquet('{out}/recordings/*.parquet') where error is not null")
     assert errors.fetchall() == [(0,)]
-    assert job_seconds < 300
     # The test session's own Ray was not disturbed by starting and stopping another cluster on this machine.
     assert ray_session.get(ray_session.remote(lambda: 41 + 1).remote(), timeout=60) == 42
     assert ray_session.cluster_resources().get("CPU") == 4
@@ -161,8 +160,8 @@ def test_kuberay_example_is_a_rayjob_running_the_transcribe_module(rayjob):
     overrides = dict(w.split("=", 1) for w in words[3:])
     for key in ("model_path", "dataset_manifest", "output_path"):
         assert overrides[key].startswith("s3://"), key
-    assert overrides["device"] == "cuda" and overrides["dtype"] == "bfloat16"
-    load_config(words[3:])  # every key is one the job knows, with a value of the right type
+    assert overrides["compute.device"] == "cuda" and overrides["compute.dtype"] == "bfloat16"
+    load_spec(words[3:])  # every key is one the job knows (by its current name), with a value of the right type
 
 
 def test_kuberay_example_has_a_working_dir_and_a_gpu_worker_group(rayjob):

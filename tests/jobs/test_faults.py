@@ -21,7 +21,7 @@ import soundfile as sf
 
 from connectors import storage
 from jobs.transcribe import plan, run
-from pipeline.decode import DecodeSettings, segment_rows
+from pipeline.decode import DecodeSettings, decode_recording
 from tests.audio_factory import tone
 from tests.fault_proxy import Fault, FaultProxy, always, fail_first
 from tests.jobs.jobs_helpers import clips, duplicate_segments, recordings_counts, write_manifest
@@ -45,7 +45,7 @@ def test_inference_actor_killed_mid_job_is_replaced_and_every_row_written_once(r
     earlier = {a["ActorID"] for a in _inference_actors()}  # the actor table keeps other tests' (dead) actors
 
     def killer() -> None:
-        # Once the job's actor is up (the wave is running, nothing is written yet), SIGKILL its process.
+        # Once the job's actor is up (the job is running, nothing is written yet), SIGKILL its process.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not seen.get("stop"):
             alive = [a for a in _inference_actors()
@@ -68,7 +68,7 @@ def test_inference_actor_killed_mid_job_is_replaced_and_every_row_written_once(r
         thread.join(5)
 
     assert "killed" in seen, "the inference actor never came up, so it was never killed"
-    assert seen["files_before_kill"] == []  # killed mid-job: before the wave wrote anything
+    assert seen["files_before_kill"] == []  # killed mid-job: before anything was committed
     victim = seen["killed"]
     mine = {a["ActorID"]: a for a in _inference_actors() if a["ActorID"] not in earlier}
     # Ray restarted the actor (Ray Data's actor pools use max_restarts=-1, max_task_retries=-1) or replaced it.
@@ -153,21 +153,20 @@ def test_own_retry_loop_backs_off_exponentially_on_5xx(proxied, stored_audio):
 def test_persistent_5xx_gives_up_after_four_attempts_as_a_fetch_error_row(proxied, stored_audio):
     url, _ = stored_audio
     proxy = proxied(always(status=503, path_contains="/audio/"), botocore_retries=False)
-    rows = list(segment_rows({"row_id": "r", "audio_url": url, "error": None}, DecodeSettings()))
-    assert len(rows) == 1
-    assert rows[0]["error"].startswith(f"fetch: cannot read {url}: ")
-    assert "Service Unavailable" in rows[0]["error"] or "SlowDown" in rows[0]["error"]
+    row = decode_recording({"row_id": "r", "audio_url": url, "error": None, "channel_mode": "mix"}, DecodeSettings())
+    assert row["segments"] == [] and row["error_stage"] == "fetch"
+    assert row["error"].startswith(f"cannot read {url}: ")
+    assert "Service Unavailable" in row["error"] or "SlowDown" in row["error"]
     assert proxied.sleeps == [0.5, 1.0, 2.0]
     assert len(proxy.requests("HEAD", "/audio/")) == 4
 
 
-@pytest.mark.parametrize(("status", "error"), [(403, "fetch: access denied: {url}"),
-                                               (404, "fetch: file not found: {url}")])
+@pytest.mark.parametrize(("status", "error"), [(403, "access denied: {url}"), (404, "file not found: {url}")])
 def test_permanent_errors_are_not_retried_and_become_the_rows_error(proxied, stored_audio, status, error):
     url, _ = stored_audio
     proxy = proxied(always(status=status, path_contains="/audio/"))
-    rows = list(segment_rows({"row_id": "r", "audio_url": url, "error": None}, DecodeSettings()))
-    assert [r["error"] for r in rows] == [error.format(url=url)]
+    row = decode_recording({"row_id": "r", "audio_url": url, "error": None, "channel_mode": "mix"}, DecodeSettings())
+    assert (row["error_stage"], row["error"], row["segments"]) == ("fetch", error.format(url=url), [])
     assert proxied.sleeps == []  # not retried by connectors.storage...
     assert len(proxy.requests(path_contains="/audio/")) == 1  # ...nor by botocore or s3fs: one request, one answer
 

@@ -87,14 +87,14 @@ def test_worker_node_killed_mid_job_the_job_succeeds_with_every_row_once(ray_ses
         assert second.poll() is None, (tmp_path / "second.log").read_text()[-3000:]
         [second_id] = [n["node_id"] for n in _alive_nodes(dashboard, 2) if "second_node" in n["resources_total"]]
 
-        # One wave; one recording per decode task and per actor call, so there are many of each.
+        # One recording per work block: one per decode task and per actor call, so there are many of each.
         started = time.monotonic()
         submitted = subprocess.run(
             [str(BIN / "ray"), "job", "submit", f"--address={dashboard}", f"--submission-id={submission_id}",
              "--no-wait", "--working-dir", str(REPO), "--",
              "python", "-m", "jobs.transcribe", f"model_path={tiny_model}", f"dataset_manifest={manifest}",
-             f"output_path={out}", "rows_per_block=1", "batch_size=1", "batches_per_call=1",
-             "min_actors=2", "max_actors=2"],
+             f"output_path={out}", "compute.block_rows=1", "batch_size=1",
+             "compute.min_actors=2", "compute.max_actors=2"],
             env=env, capture_output=True, text=True, timeout=120)
         assert submitted.returncode == 0, (submitted.stdout + submitted.stderr)[-4000:]
 
@@ -112,7 +112,7 @@ def test_worker_node_killed_mid_job_the_job_succeeds_with_every_row_once(ray_ses
             except (OSError, KeyError, ValueError):
                 return None
             finished = [t for t in tasks if t["state"] == "FINISHED"]
-            decoded_there = any("decode_batch" in t["name"] and t["node_id"] == second_id for t in finished)
+            decoded_there = any("decode_block" in t["name"] and t["node_id"] == second_id for t in finished)
             calls = [t for t in finished if _is_inference_call(t)]
             called_there = any(t["node_id"] == second_id for t in calls)
             # An actor still starting has no node_id yet: while one is not ALIVE, it may be on the second node.
@@ -149,7 +149,7 @@ def test_worker_node_killed_mid_job_the_job_succeeds_with_every_row_once(ray_ses
     assert nodes[second_id] == "DEAD"
     assert seen["files_before"] == []  # killed mid-job: nothing committed yet
     done_there = [t["name"] for t in before["tasks"] if t["node_id"] == second_id and t["state"] == "FINISHED"]
-    assert any("decode_batch" in name for name in done_there)
+    assert any("decode_block" in name for name in done_there)
     assert len(victims) >= 3  # `ray start`, the raylet, and at least one worker, not just a stray process
     assert f"rows        {CLIPS} ({CLIPS} transcribed, 0 failed, 0 already done)" in logs, logs[-4000:]
     counts = recordings_counts(out)
@@ -163,10 +163,10 @@ def test_worker_node_killed_mid_job_the_job_succeeds_with_every_row_once(ray_ses
 
     actor_there = [a["state"] for a in before["actors"] if a["node_id"] == second_id]
     retried = sum(1 for t in after["tasks"] if t["attempt_number"] > 0 and t["state"] == "FINISHED"
-                  and ("decode_batch" in t["name"] or _is_inference_call(t)))
+                  and ("decode_block" in t["name"] or _is_inference_call(t)))
     restarts = sum(int(a.get("num_restarts") or 0) for a in after["actors"])
     print(f"\nsecond node SIGKILLed {seen['killed_at']:.1f} s after submission ({len(victims)} processes), after "
-          f"{sum('decode_batch' in n for n in done_there)} decode task(s) and "
+          f"{sum('decode_block' in n for n in done_there)} decode task(s) and "
           f"{sum(INFERENCE in n and n.endswith('.submit') for n in done_there)} actor call(s) there; an inference "
           f"actor there: {actor_there or 'no'}; job SUCCEEDED {job_seconds:.1f} s after submission; "
           f"{retried} task(s)/call(s) re-run; actor restarts {restarts}; SIGKILLed at teardown: {len(stubborn)}")

@@ -153,13 +153,16 @@ def test_rows_are_grouped_by_the_reference_language_where_known_else_the_detecte
 
 
 def test_prompt_locale_is_the_known_language_where_the_output_has_it():
-    """Newer outputs carry the canonical locale (`de-DE` for target_lang `de`): it names the group."""
-    import pyarrow as pa
-
-    table = to_table([scored_row("de1", "guten tag", "guten tag", "de-DE", target_lang="de")], RECORDINGS_SCHEMA)
-    assert [r["language"] for r in build_report(table)["languages"]] == ["de"]
-    table = table.append_column("prompt_locale", pa.array(["de-DE"]))
+    """The canonical locale (`de-DE` for target_lang `de`) names the group; outputs from before it existed (no
+    prompt_locale) group by target_lang."""
+    row = scored_row("de1", "guten tag", "guten tag", "de-DE", target_lang="de")
+    older = to_table([row], RECORDINGS_SCHEMA).drop_columns(["prompt_locale"])
+    assert [r["language"] for r in build_report(older)["languages"]] == ["de"]
+    table = to_table([dict(row, prompt_locale="de-DE")], RECORDINGS_SCHEMA)
     assert [r["language"] for r in build_report(table)["languages"]] == ["de-DE"]
+    auto = to_table([dict(row, target_lang="auto", prompt_locale="auto", language="fr-FR")], RECORDINGS_SCHEMA)
+    assert [(r["language"], r["grouped_by"]) for r in build_report(auto)["languages"]] == [
+        ("fr-FR", {"reference": 0, "detected": 1})]
 
 
 def test_several_runs_are_all_counted_and_said():

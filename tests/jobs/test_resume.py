@@ -94,12 +94,13 @@ def test_rerun_skips_what_is_done_and_an_appended_row_is_the_only_work(ray_sessi
 
 @pytest.mark.slow
 def test_driver_killed_mid_run_then_rerun_writes_every_row_exactly_once(ray_session, tiny_model, tmp_path):
-    """`python -m jobs.transcribe` with wave_rows=3 and one row per file (so a wave commits several files, one after
-    the other) over 6 clips, SIGKILLed as soon as the first committed file appears; then the same job again."""
+    """`python -m jobs.transcribe` with one recording per work block and one row per file (so the job commits several
+    files, one after the other) over 6 clips, SIGKILLed as soon as the first committed file appears; then the same
+    job again."""
     manifest = write_manifest(tmp_path / "m.jsonl", clips(tmp_path / "audio", 6))
     out = tmp_path / "out"
-    args = [f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}", "wave_rows=3",
-            "rows_per_file=1"]
+    args = [f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}", "compute.block_rows=1",
+            "output.rows_per_file=1"]
     ray_tmp = private_ray_tmpdir()
     log = (tmp_path / "killed-run.log").open("w")
     driver = subprocess.Popen([PYTHON, "-m", "jobs.transcribe", *args], cwd=REPO,
@@ -107,7 +108,7 @@ def test_driver_killed_mid_run_then_rerun_writes_every_row_exactly_once(ray_sess
                               start_new_session=True)
     try:
         wait_for(lambda: list((out / "recordings").glob("part-*.parquet")) or driver.poll() is not None,
-                 timeout=240, interval=0.05, what="the first wave's files")
+                 timeout=240, interval=0.05, what="the first committed file")
         assert driver.poll() is None, (tmp_path / "killed-run.log").read_text()[-2000:]  # ended before the kill
         driver.send_signal(signal.SIGKILL)
         assert driver.wait(10) == -signal.SIGKILL
@@ -131,7 +132,8 @@ def test_driver_killed_mid_run_then_rerun_writes_every_row_exactly_once(ray_sess
     read_dataset(out / "segments")
     assert 1 <= committed.num_rows < 6
     assert len(set(committed["row_id"].to_pylist())) == committed.num_rows
-    assert not (out / "runs").exists() or not list((out / "runs").glob("*.json"))  # the killed run never finished
+    statuses = [json.loads(p.read_text())["status"] for p in (out / "runs").glob("*.json")]
+    assert statuses == ["running"]  # the killed run never finished
 
     # The same job again, in this process: it skips what was committed and writes the rest.
     summary = run(plan(args))

@@ -121,7 +121,7 @@ def test_the_job_ran_and_the_rows_are_as_expected(secret_run):
     rows = secret_run["rows"]
     assert set(rows) == {None, "missing", "signed"}
     assert rows[None][1] is None
-    assert rows["missing"][1].startswith("fetch: file not found: ")
+    assert rows["missing"][1].startswith("file not found: ")
     assert "missing.wav" in rows["missing"][1]  # still says which file, without the query
     assert rows["signed"][1] is None  # a presigned URL is a fine way to name audio
 

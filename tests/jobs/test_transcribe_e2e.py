@@ -31,6 +31,7 @@ def corpus(tmp_path) -> Path:
     audio = tmp_path / "audio"
     audio.mkdir()
     write_tone(audio / "a.wav", 2.0)
+    write_tone(audio / "a2.wav", 2.0)
     write_tone(audio / "b.flac", 1.2, sample_rate=44100, channels=2, fmt="FLAC")
     write_tone(audio / "c.wav", 3.0, sample_rate=8000, subtype="ULAW")
     write_tone(audio / "d.mp3", 1.0, sample_rate=22050, fmt="MP3")
@@ -44,7 +45,7 @@ def corpus(tmp_path) -> Path:
         {"audio_filepath": "audio/corrupt.wav", "text": "x"},
         {"audio_filepath": "audio/empty.wav"},
         {"audio_filepath": "audio/missing.wav"},
-        {"audio_filepath": "audio/a.wav", "lang": "xx-XX"},
+        {"audio_filepath": "audio/a2.wav", "lang": "xx-XX"},
         '{"audio_filepath": "audio/a.wav", broken json',
     ])
 
@@ -69,12 +70,14 @@ def test_local_job_accounts_for_every_row(ray_session, tiny_model, corpus, tmp_p
         assert isinstance(row["text"], str) and "<" not in row["text"]
         assert row["duration"] == pytest.approx([2.0, 1.2, 3.0, 1.0][line - 1], abs=0.06)
         assert row["att_context_size"] == [56, 13] and row["model"] == str(tiny_model)
-    assert by_line[5]["error"].startswith("decode: ")
-    assert by_line[6]["error"] == "decode: empty file (0 bytes)"
-    assert by_line[7]["error"].startswith("fetch: file not found") and "missing.wav" in by_line[7]["error"]
-    assert by_line[8]["error"].startswith("language: unknown target_lang 'xx-XX'") and "en-US" in by_line[8]["error"]
-    assert by_line[9]["error"].startswith("manifest: line 9 is not valid JSON")
-    assert summary.failed_rows == 5 and summary.segments == 5 and summary.errors_by_stage == {"decode": 2, "fetch": 1, "language": 1,
+    assert by_line[5]["error_stage"] == "decode" and by_line[5]["error"]
+    assert (by_line[6]["error_stage"], by_line[6]["error"]) == ("decode", "empty file (0 bytes)")
+    assert by_line[7]["error_stage"] == "fetch"
+    assert by_line[7]["error"].startswith("file not found") and "missing.wav" in by_line[7]["error"]
+    assert by_line[8]["error_stage"] == "language"
+    assert by_line[8]["error"].startswith("unknown target_lang 'xx-XX'") and "en-US" in by_line[8]["error"]
+    assert by_line[9]["error_stage"] == "manifest" and by_line[9]["error"].startswith("line 9 is not valid JSON")
+    assert summary.failed_rows == 5 and summary.segments == 4 and summary.errors_by_stage == {"decode": 2, "fetch": 1, "language": 1,
                                                                      "manifest": 1}
     assert errors  # every path present
     # Per-row language override, job-wide default, metadata carried through, scores where a reference exists.
@@ -116,8 +119,9 @@ def test_s3_job_manifest_audio_model_and_output_on_s3(ray_session, tiny_model, c
     assert df.height == 9 and df["row_id"].n_unique() == 9
     assert df.filter(pl.col("error").is_null())["audio_url"].to_list() == [
         f"s3://{bucket}/data/audio/{n}" for n in ("a.wav", "b.flac", "c.wav", "d.mp3")]
-    missing = df.filter(pl.col("line") == 7)["error"].item()
-    assert missing == f"fetch: file not found: s3://{bucket}/data/audio/missing.wav"
+    missing = df.filter(pl.col("line") == 7).row(0, named=True)
+    assert (missing["error_stage"], missing["error"]) == (
+        "fetch", f"file not found: s3://{bucket}/data/audio/missing.wav")
     assert s3fs_client.ls(f"{bucket}/out/runs")
 
 
@@ -154,7 +158,7 @@ def test_long_recording_is_cut_into_segments_that_cover_it(ray_session, tiny_mod
     manifest = write_manifest(tmp_path / "m.jsonl", [{"audio_filepath": str(audio), "text": "a b c"}])
     out = tmp_path / "out"
     summary = run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}",
-                        "max_segment_seconds=20", "min_segment_seconds=8"]))
+                        "segmenting.max_seconds=20", "segmenting.min_seconds=8"]))
     rec = pl.read_parquet(out / "recordings").row(0, named=True)
     segs = duckdb.sql(f"select * from '{out}/segments/*.parquet' order by segment_index").pl()
     assert summary.rows == 1 and rec["error"] is None
@@ -186,8 +190,8 @@ def test_stereo_call_split_into_channels_and_conversation(ray_session, tiny_mode
     ])
     out = tmp_path / "out"
     run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}",
-              "channel_mode=split", "channel_names=[agent,customer]", "max_segment_seconds=6",
-              "min_segment_seconds=2"]))
+              "audio.channel_mode=split", "audio.channel_names=[agent,customer]", "segmenting.max_seconds=6",
+              "segmenting.min_seconds=2"]))
     recs = {r["line"]: r for r in pl.read_parquet(out / "recordings").iter_rows(named=True)}
     segs = duckdb.sql(f"select r.line, s.* from '{out}/segments/*.parquet' s "
                       f"join '{out}/recordings/*.parquet' r using (row_id) order by r.line, channel, start").pl()
@@ -217,18 +221,20 @@ def test_stereo_call_split_into_channels_and_conversation(ray_session, tiny_mode
 def test_timestamps_confidence_and_per_row_languages(ray_session, tiny_model, tmp_path):
     """Rows asking for different languages share batches; word timestamps are absolute, ordered, inside the
     recording and free of tags; sentences carry the language of the tag that closed them."""
-    audio = tmp_path / "talk.wav"
-    sf.write(audio, bursts(20.0, [(0.5, 5.0), (6.0, 11.0), (12.0, 19.0)]), 16000, subtype="PCM_16")
+    talk = bursts(20.0, [(0.5, 5.0), (6.0, 11.0), (12.0, 19.0)])
+    for copy in (1, 2, 3):  # the same audio three times: one row each (one file asked for twice is a duplicate)
+        sf.write(tmp_path / f"talk{copy}.wav", talk, 16000, subtype="PCM_16")
     manifest = write_manifest(tmp_path / "m.jsonl", [
-        {"audio_filepath": "talk.wav", "lang": "en-US"},
-        {"audio_filepath": "talk.wav", "lang": "de-DE", "copy": 2},
-        {"audio_filepath": "talk.wav", "copy": 3},
+        {"audio_filepath": "talk1.wav", "lang": "en-US"},
+        {"audio_filepath": "talk2.wav", "lang": "de-DE", "copy": 2},
+        {"audio_filepath": "talk3.wav", "copy": 3},
     ])
     out = tmp_path / "out"
     run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}", "timestamps=true",
-              "confidence=true", "max_segment_seconds=8", "min_segment_seconds=3", "strip_lang_tags=false"]))
+              "confidence=true", "segmenting.max_seconds=8", "segmenting.min_seconds=3", "strip_lang_tags=false"]))
     recs = {r["line"]: r for r in pl.read_parquet(out / "recordings").iter_rows(named=True)}
     assert [recs[i]["target_lang"] for i in (1, 2, 3)] == ["en-US", "de-DE", "auto"]
+    assert [recs[i]["prompt_locale"] for i in (1, 2, 3)] == ["en-US", "de-DE", "auto"]
     assert all(recs[i]["error"] is None and recs[i]["confidence"] is not None for i in (1, 2, 3))
     # The same audio under different prompts: the prompt reached the model row by row.
     assert len({recs[i]["raw_text"] for i in (1, 2, 3)}) == 3

@@ -1,4 +1,4 @@
-"""Tests for pipeline.assembly: a recording's transcribed segments back into one recording row (segments in order,
+"""Tests for pipeline.assembly: a transcribed recording (its segments nested) into its output row (segments in order,
 overlap words kept once, language from tags, conversation view, scores, run columns, errors)."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from pipeline.assembly import RunInfo, assemble_group, assemble_recording
+from pipeline import assembly
+from pipeline.assembly import RunInfo, assemble_block
 from pipeline.records import ASSEMBLED_SCHEMA, TRANSCRIBED_SCHEMA, to_table
 from pipeline.scoring import score
 
@@ -17,21 +18,66 @@ SCORE_FIELDS = ("wer", "cer", "raw_wer", "raw_cer", "word_errors", "ref_words", 
 
 def _seg(index: int | None, start: float | None, end: float | None, raw_text: str | None, *, channel: int | None = None,
          overlap: float = 0.0, target_lang: str = "auto", **extra) -> dict:
-    """A transcribed segment row, as the inference stage hands it on (every TRANSCRIBED_SCHEMA field)."""
+    """One transcribed segment with its recording's fields (the recording is built from them by `_recording`)."""
     row = {name: None for name in TRANSCRIBED_SCHEMA.names}
     row.update(row_id="rec-1", audio_filepath="calls/a.wav", audio_url="/data/calls/a.wav", manifest="/data/m.jsonl",
                line=4, manifest_duration=30.0, metadata='{"call_id": "c-1"}', segment_index=index, channel=channel,
                start=start, end=end, overlap_before=overlap if index is not None else None,
                channel_mode="mix" if channel is None else "split", source_sample_rate=44100,
-               source_channels=1 if channel is None else 2, target_lang=target_lang, raw_text=raw_text,
-               num_tokens=None if raw_text is None else len(raw_text.split()))
+               source_channels=1 if channel is None else 2, target_lang=target_lang, prompt_locale=target_lang,
+               raw_text=raw_text, num_tokens=None if raw_text is None else len(raw_text.split()))
     row.update(extra)
     return row
 
 
 def _error_row(error: str, **extra) -> dict:
-    """A recording that failed before it was cut: one row, segment_index null."""
+    """A recording that failed before it was cut (or, beside segments, after some were): its `stage: message`."""
     return _seg(None, None, None, None, error=error, **{"source_sample_rate": None, "source_channels": None, **extra})
+
+
+def _split_error(error: str | None) -> tuple[str | None, str | None]:
+    if not error:
+        return None, None
+    stage, _, message = error.partition(": ")
+    return stage, message
+
+
+def _recording(rows: list[dict]) -> dict:
+    """The TRANSCRIBED row of one recording from `_seg` rows: the recording's fields, its segments nested, its
+    error (from an `_error_row`), its duration (the end of its last segment, as decoding reports it)."""
+    segment_keys = {"segment_index", "channel", "start", "end", "overlap_before", "raw_text", "num_tokens", "words",
+                    "confidence", "error", "error_stage"}
+    failed = [r for r in rows if r["segment_index"] is None]
+    base = failed[0] if failed else rows[0]
+    recording = {k: v for k, v in base.items() if k not in segment_keys}
+    recording["error_stage"], recording["error"] = _split_error(failed[0]["error"] if failed else None)
+    segments = []
+    for r in rows:
+        if r["segment_index"] is None:
+            continue
+        segment = {k: r.get(k) for k in segment_keys}
+        segment["error_stage"], segment["error"] = _split_error(r.get("error"))
+        segments.append(segment)
+    recording["segments"] = segments
+    recording["duration"] = max((x["end"] for x in segments), default=None)
+    if segments:  # a recording's own fields come from its segments' rows
+        recording.update(source_sample_rate=rows[-1]["source_sample_rate"] or recording["source_sample_rate"])
+    return recording
+
+
+def assemble_recording(rows: list[dict], run: RunInfo) -> dict:
+    """assembly.assemble_recording over `_seg` rows; errors read back as `stage: message` for the assertions."""
+    out = assembly.assemble_recording(_recording(rows), run)
+    if out["error"]:
+        out["error"] = f"{out['error_stage']}: {out['error']}"
+    for segment in out["segments"]:
+        if segment["error"]:
+            segment["error"] = f"{segment['error_stage']}: {segment['error']}"
+    return out
+
+
+def assemble_group(table, run: RunInfo):
+    return assemble_block(to_table([_recording(table)], TRANSCRIBED_SCHEMA), run)
 
 
 # --- order and overlap ----------------------------------------------------------------------------------------------
@@ -215,12 +261,21 @@ def test_segment_inference_error_fails_the_recording() -> None:
         ("hello there", None), (None, "inference: RuntimeError: out of memory")]
 
 
-def test_language_error_on_every_segment() -> None:
-    error = "language: unknown target_lang 'xx-XX'; this checkpoint knows: en-US, auto"
-    rows = [_seg(i, 10.0 * i, 10.0 * (i + 1), None, target_lang="xx-XX", error=error) for i in range(2)]
-    rec = assemble_recording(rows, RUN)
-    assert (rec["error"], rec.get("text"), rec["num_segments"]) == (error, None, 2)
-    assert rec["target_lang"] == "xx-XX"
+def test_a_language_error_from_reading_is_the_recordings_error() -> None:
+    error = "language: unknown target_lang 'xx-XX'; this checkpoint knows: en-US, auto (and their aliases)"
+    rec = assemble_recording([_error_row(error, target_lang="xx-XX", prompt_locale=None)], RUN)
+    assert (rec["error"], rec.get("text"), rec["num_segments"]) == (error, None, 0)
+    assert rec["target_lang"] == "xx-XX" and rec["prompt_locale"] is None
+
+
+def test_language_mismatch_compares_with_the_canonical_prompt_locale() -> None:
+    """A row asked for `de` (prompted as de-DE): German tags are no mismatch; English tags are."""
+    same = assemble_recording([_seg(0, 0.0, 2.0, "Guten Tag.<de-DE>", target_lang="de", prompt_locale="de-DE")], RUN)
+    assert (same["target_lang"], same["prompt_locale"], same["language"], same["language_mismatch"]) == (
+        "de", "de-DE", "de-DE", False)
+    assert same["language_shares"] == {"de-DE": 1.0}
+    other = assemble_recording([_seg(0, 0.0, 2.0, "Good day.<en-US>", target_lang="de", prompt_locale="de-DE")], RUN)
+    assert (other["language"], other["language_mismatch"]) == ("en-US", True)
 
 
 def test_failure_after_some_segments() -> None:
@@ -292,7 +347,7 @@ def test_raw_text_kept_on_a_failed_segment() -> None:
 def test_assemble_group_table() -> None:
     rows = [_seg(1, 12.0, 30.0, "Good morning, how are you today?<en-US>", reference_text="good morning"),
             _seg(0, 0.0, 12.0, "Hallo Welt.<de-DE>", reference_text="good morning")]
-    table = assemble_group(to_table(rows, TRANSCRIBED_SCHEMA), RUN)
+    table = assemble_group(rows, RUN)
     assert table.schema == ASSEMBLED_SCHEMA
     assert table.num_rows == 1
     row = table.to_pylist()[0]
@@ -310,9 +365,10 @@ def test_assemble_group_table() -> None:
 
 
 def test_assemble_group_error_only_keeps_schema() -> None:
-    table = assemble_group(to_table([_error_row("decode: empty file (0 bytes)")], TRANSCRIBED_SCHEMA), RUN)
+    table = assemble_group([_error_row("decode: empty file (0 bytes)")], RUN)
     assert table.schema == ASSEMBLED_SCHEMA
-    assert table["error"].to_pylist() == ["decode: empty file (0 bytes)"]
+    assert table["error"].to_pylist() == ["empty file (0 bytes)"]
+    assert table["error_stage"].to_pylist() == ["decode"]
     assert table["segments"].to_pylist() == [[]]
     assert table["num_segments"].to_pylist() == [0]
     assert table["text"].to_pylist() == [None] and table["duration"].to_pylist() == [None]

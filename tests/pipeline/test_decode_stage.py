@@ -1,5 +1,6 @@
-"""Tests for pipeline.decode: fetch, stream-decode and cut one source row into segment rows; every failure becomes
-the row's error (after any segments already cut), and `decode_batch` hands Ray small blocks of DECODED_SCHEMA."""
+"""Tests for pipeline.decode: fetch, stream-decode and cut one recording into its segments; every failure becomes
+the row's error (after any segments already cut); `decode_block` turns a work block into DECODED_SCHEMA rows; and
+pipeline.channels picks the streams."""
 
 from __future__ import annotations
 
@@ -9,27 +10,39 @@ import pytest
 import soundfile as sf
 
 from connectors.storage import FileTooLarge
-from pipeline.audio import AudioDecodeError, from_pcm_bytes
-from pipeline.decode import DecodeSettings, _fan_out, _streams, decode_batch, fetch_error_message, segment_rows
-from pipeline.records import DECODED_SCHEMA, SOURCE_SCHEMA, to_table
+from pipeline.audio import AudioDecodeError
+from pipeline.channels import _fan_out, channel_streams
+from pipeline.decode import AudioSpec, DecodeSettings, decode_block, decode_recording, fetch_error_message, from_pcm16
+from pipeline.records import DECODED_SCHEMA, SOURCE_SCHEMA, WORK_BLOCK_SCHEMA
 from pipeline.segmenter import SegmentPolicy
 from tests.audio_factory import bursts, tone, write_tone
 
 SETTINGS = DecodeSettings()
 RATE = 16_000
-SEGMENT_KEYS = ("segment_index", "channel", "start", "end", "overlap_before", "channel_mode", "source_sample_rate",
-                "source_channels", "samples")
+PCM16 = 1 / 32768  # one step of the 16-bit PCM that segments carry
 
 
 def _row(url: str, **extra) -> dict:
     row = {name: None for name in SOURCE_SCHEMA.names}
-    row.update(row_id=f"id-{url.rsplit('/', 1)[-1]}", audio_url=url, audio_filepath=url)
+    row.update(row_id=f"id-{url.rsplit('/', 1)[-1]}", audio_url=url, audio_filepath=url, channel_mode="mix",
+               prompt_locale="auto", target_lang="auto")
     row.update(extra)
     return row
 
 
 def _segments(url: str, settings: DecodeSettings = SETTINGS, **extra) -> list[dict]:
-    return list(segment_rows(_row(url, **extra), settings))
+    """One recording decoded, as a flat list: each segment with its recording's fields, then (if the recording
+    failed) one row with the error (`<stage>: <message>`) and no segment."""
+    recording = decode_recording(_row(url, **extra), settings)
+    fields = {k: v for k, v in recording.items() if k != "segments"}
+    out = [{**fields, **segment, "error": None} for segment in recording["segments"]]
+    if recording["error"]:
+        out.append({**fields, "segment_index": None, "error": f"{recording['error_stage']}: {recording['error']}"})
+    return out
+
+
+def _split(**policy) -> DecodeSettings:
+    return DecodeSettings(segmenting=SegmentPolicy(**policy)) if policy else SETTINGS
 
 
 def _check_tiling(segs: list[dict], duration: float) -> None:
@@ -41,12 +54,12 @@ def _check_tiling(segs: list[dict], duration: float) -> None:
     for before, after in zip(segs, segs[1:]):
         assert after["start"] == pytest.approx(before["end"] - after["overlap_before"], abs=1e-9)
     for s in segs:
-        assert from_pcm_bytes(s["samples"]).shape == (round((s["end"] - s["start"]) * RATE),)
+        assert from_pcm16(s["samples"]).shape == (round((s["end"] - s["start"]) * RATE),)
 
 
 def _join(segs: list[dict]) -> np.ndarray:
     """The stream back from its segments: each segment without its first overlap_before seconds."""
-    return np.concatenate([from_pcm_bytes(s["samples"])[round(s["overlap_before"] * RATE):] for s in segs])
+    return np.concatenate([from_pcm16(s["samples"])[round(s["overlap_before"] * RATE):] for s in segs])
 
 
 # --- one good file --------------------------------------------------------------------------------------------------
@@ -60,10 +73,10 @@ def test_good_wav_is_one_segment_row(tone_wav) -> None:
     assert (row["segment_index"], row["channel"], row["start"], row["end"], row["overlap_before"]) == (
         0, None, 0.0, 1.5, 0.0)
     assert (row["channel_mode"], row["source_sample_rate"], row["source_channels"]) == ("mix", 16000, 1)
-    samples = from_pcm_bytes(row["samples"])
+    samples = from_pcm16(row["samples"])
     assert samples.dtype == np.float32 and samples.shape == (round(1.5 * RATE),) == (24000,)
     # 16-bit PCM in the file: the decoded samples equal the generated tone to within one quantisation step.
-    np.testing.assert_allclose(samples, tone(1.5), atol=1 / 32768)
+    np.testing.assert_allclose(samples, tone(1.5), atol=PCM16)
     # The source fields travel unchanged.
     assert (row["reference_text"], row["line"], row["metadata"], row["row_id"]) == ("ref", 7, '{"k": 1}',
                                                                                      "id-tone.wav")
@@ -78,12 +91,12 @@ def test_stereo_44k_is_mixed_and_resampled(tmp_path) -> None:
     assert row["error"] is None
     assert (row["channel"], row["start"], row["end"]) == (None, 0.0, 1.0)
     assert (row["source_sample_rate"], row["source_channels"]) == (44100, 2)
-    assert len(row["samples"]) == RATE * 4  # one second of float32 at 16 kHz
+    assert len(row["samples"]) == RATE * 2  # one second of 16-bit PCM at 16 kHz
     # mix is the mean of the two channels (the same file decoded in split mode).
-    split = _segments(str(path), DecodeSettings(channel_mode="split"))
+    split = _segments(str(path), channel_mode="split")
     assert [s["channel"] for s in split] == [0, 1]
-    left, right = (from_pcm_bytes(s["samples"]) for s in split)
-    np.testing.assert_allclose(from_pcm_bytes(row["samples"]), (left + right) / 2, atol=1e-6)
+    left, right = (from_pcm16(s["samples"]) for s in split)
+    np.testing.assert_allclose(from_pcm16(row["samples"]), (left + right) / 2, atol=2 * PCM16)
     assert not np.allclose(left, right)  # the factory's channels differ (a 97-sample shift)
 
 
@@ -91,7 +104,7 @@ def test_good_wav_from_s3(tone_wav, s3fs_client, bucket) -> None:
     s3fs_client.put(str(tone_wav), f"{bucket}/a/tone.wav")
     out = _segments(f"s3://{bucket}/a/tone.wav")
     assert [(r["error"], r["segment_index"], r["start"], r["end"]) for r in out] == [(None, 0, 0.0, 1.5)]
-    np.testing.assert_allclose(from_pcm_bytes(out[0]["samples"]), tone(1.5), atol=1 / 32768)
+    np.testing.assert_allclose(from_pcm16(out[0]["samples"]), tone(1.5), atol=PCM16)
     missing = _segments(f"s3://{bucket}/a/missing.wav")
     assert [(r["error"], r["segment_index"]) for r in missing] == [
         (f"fetch: file not found: s3://{bucket}/a/missing.wav", None)]
@@ -104,8 +117,7 @@ def test_long_recording_with_pauses_is_cut_at_pauses(tmp_path) -> None:
     speech = [(s, s + 7.0) for s in np.arange(0.5, 70, 9.0)]  # 7 s of 'speech', 2 s pauses
     audio = bursts(70.0, speech)
     sf.write(tmp_path / "long.wav", audio, RATE, subtype="FLOAT")
-    settings = DecodeSettings(segment=SegmentPolicy(max_seconds=20, min_seconds=8))
-    segs = _segments(str(tmp_path / "long.wav"), settings)
+    segs = _segments(str(tmp_path / "long.wav"), _split(max_seconds=20, min_seconds=8))
 
     assert all(s["error"] is None for s in segs)
     assert len(segs) == 4  # 70 s in segments of at most 20 s, each cut at the last good pause
@@ -117,20 +129,19 @@ def test_long_recording_with_pauses_is_cut_at_pauses(tmp_path) -> None:
         assert (s["source_sample_rate"], s["source_channels"], s["channel_mode"]) == (16000, 1, "mix")
     for cut in [s["start"] for s in segs[1:]]:  # every cut falls in a pause
         assert not any(a < cut < b for a, b in speech), cut
-    # Pause cuts tile the recording: joined, the segments are the file, sample for sample.
-    np.testing.assert_array_equal(_join(segs), audio)
+    # Pause cuts tile the recording: joined, the segments are the file, sample for sample (to 16 bits).
+    np.testing.assert_allclose(_join(segs), audio, atol=PCM16)
 
 
 def test_forced_cuts_overlap_and_join_back(tmp_path) -> None:
     """A 50 s tone has no pause: forced cuts at max_seconds, the next segment starting overlap_seconds earlier."""
     audio = tone(50.0)
     sf.write(tmp_path / "tone50.wav", audio, RATE, subtype="FLOAT")
-    settings = DecodeSettings(segment=SegmentPolicy(max_seconds=20, min_seconds=8, overlap_seconds=1.0))
-    segs = _segments(str(tmp_path / "tone50.wav"), settings)
+    segs = _segments(str(tmp_path / "tone50.wav"), _split(max_seconds=20, min_seconds=8, overlap_seconds=1.0))
     assert [(s["start"], s["end"], s["overlap_before"]) for s in segs] == [
         (0.0, 20.0, 0.0), (19.0, 39.0, 1.0), (38.0, 50.0, 1.0)]
     _check_tiling(segs, 50.0)
-    np.testing.assert_array_equal(_join(segs), audio)
+    np.testing.assert_allclose(_join(segs), audio, atol=PCM16)
 
 
 # --- channels -------------------------------------------------------------------------------------------------------
@@ -147,12 +158,12 @@ def call_wav(tmp_path):
     return path, left, right
 
 
-SHORT = SegmentPolicy(max_seconds=6, min_seconds=2)
+SHORT = DecodeSettings(segmenting=SegmentPolicy(max_seconds=6, min_seconds=2))
 
 
 def test_split_mode_gives_both_channels_interleaved(call_wav) -> None:
     path, left, right = call_wav
-    segs = _segments(str(path), DecodeSettings(channel_mode="split", segment=SHORT))
+    segs = _segments(str(path), SHORT, channel_mode="split")
     assert all(s["error"] is None for s in segs)
     assert {s["channel_mode"] for s in segs} == {"split"}
     assert {(s["source_sample_rate"], s["source_channels"]) for s in segs} == {(16000, 2)}
@@ -162,7 +173,7 @@ def test_split_mode_gives_both_channels_interleaved(call_wav) -> None:
         mine = by_channel[channel]
         assert len(mine) >= 24 / 6
         _check_tiling(mine, 24.0)  # each channel covers the whole file on its own
-        np.testing.assert_allclose(_join(mine), source, atol=1 / 32768)  # and is that channel, not the mix
+        np.testing.assert_allclose(_join(mine), source, atol=PCM16)  # and is that channel, not the mix
     # Round-robin: the channels alternate while both have segments left, then the longer one finishes.
     n0, n1 = len(by_channel[0]), len(by_channel[1])
     expected = [0, 1] * min(n0, n1) + [0 if n0 > n1 else 1] * abs(n0 - n1)
@@ -173,54 +184,46 @@ def test_split_mode_gives_both_channels_interleaved(call_wav) -> None:
         (0, 5, 22.125, 24.0)]
 
 
-def test_row_channel_mode_overrides_the_setting(call_wav) -> None:
+def test_the_rows_resolved_channel_mode_is_what_counts(call_wav) -> None:
+    """The decode stage reads the row's resolved channel_mode (pipeline.options merged the row's and the job's)."""
     path, left, right = call_wav
-    split = _segments(str(path), DecodeSettings(channel_mode="mix", segment=SHORT), row_channel_mode="split")
+    split = _segments(str(path), SHORT, channel_mode="split")
     assert {s["channel_mode"] for s in split} == {"split"} and {s["channel"] for s in split} == {0, 1}
-    mixed = _segments(str(path), DecodeSettings(channel_mode="split", segment=SHORT), row_channel_mode="mix")
+    mixed = _segments(str(path), SHORT, channel_mode="mix")
     assert {s["channel_mode"] for s in mixed} == {"mix"} and {s["channel"] for s in mixed} == {None}
     _check_tiling(mixed, 24.0)
-    np.testing.assert_allclose(_join(mixed), (left + right) / 2, atol=1 / 32768)
+    np.testing.assert_allclose(_join(mixed), (left + right) / 2, atol=2 * PCM16)
 
 
 def test_row_channel_picks_one_channel(call_wav) -> None:
     path, left, right = call_wav
-    segs = _segments(str(path), DecodeSettings(segment=SHORT), row_channel=1)
+    segs = _segments(str(path), SHORT, channel=1)
     assert {s["channel"] for s in segs} == {1}
     assert {s["channel_mode"] for s in segs} == {"mix"}  # the mode stays the row's/job's; the channel says which
     _check_tiling(segs, 24.0)
-    np.testing.assert_allclose(_join(segs), right, atol=1 / 32768)
+    np.testing.assert_allclose(_join(segs), right, atol=PCM16)
     # Negative counts from the end (NeMo's channel_selector); it wins over split mode too.
-    last = _segments(str(path), DecodeSettings(channel_mode="split", segment=SHORT), row_channel=-1)
+    last = _segments(str(path), SHORT, channel_mode="split", channel=-1)
     assert {s["channel"] for s in last} == {1}
     assert [(s["start"], s["end"]) for s in last] == [(s["start"], s["end"]) for s in segs]
 
 
 def test_row_channel_out_of_range(call_wav, tone_wav) -> None:
     path, _, _ = call_wav
-    out = _segments(str(path), row_channel=5)
+    out = _segments(str(path), channel=5)
     assert len(out) == 1
     assert out[0]["error"] == "decode: channel 5 requested but the file has 2 channels"
     assert out[0]["segment_index"] is None and out[0].get("samples") is None
     assert (out[0]["source_sample_rate"], out[0]["source_channels"]) == (16000, 2)
-    assert [r["error"] for r in _segments(str(path), row_channel=-3)] == [
+    assert [r["error"] for r in _segments(str(path), channel=-3)] == [
         "decode: channel -3 requested but the file has 2 channels"]
-    assert [r["error"] for r in _segments(str(tone_wav), row_channel=1)] == [
+    assert [r["error"] for r in _segments(str(tone_wav), channel=1)] == [
         "decode: channel 1 requested but the file has 1 channel"]
 
 
 def test_split_mode_on_mono_is_one_unnamed_stream(tone_wav) -> None:
-    out = _segments(str(tone_wav), DecodeSettings(channel_mode="split"))
+    out = _segments(str(tone_wav), channel_mode="split")
     assert [(r["channel"], r["channel_mode"], r["start"], r["end"]) for r in out] == [(None, "split", 0.0, 1.5)]
-
-
-def test_unknown_row_channel_mode(tone_wav) -> None:
-    out = _segments(str(tone_wav), row_channel_mode="weird")
-    assert len(out) == 1
-    assert out[0]["error"] == "decode: unknown channel_mode 'weird'; use mix or split"
-    assert "mix" in out[0]["error"] and "split" in out[0]["error"]
-    assert out[0]["segment_index"] is None and out[0]["channel_mode"] == "weird"
-    assert out[0].get("samples") is None and out[0].get("source_sample_rate") is None
 
 
 def test_streams_and_fan_out() -> None:
@@ -231,16 +234,18 @@ def test_streams_and_fan_out() -> None:
     second = [b.tolist() for b in ch1]
     assert first == [[0, 1, 2], [10, 11, 12], [20, 21, 22]]
     assert second == [[3, 4, 5], [13, 14, 15], [23, 24, 25]]
-    streams = _streams(iter(blocks), 2, "split", None)
+    streams = channel_streams(iter(blocks), 2, "split", None)
     assert [c for c, _ in streams] == [0, 1]
-    mix = _streams(iter(blocks), 2, "mix", None)
+    mix = channel_streams(iter(blocks), 2, "mix", None)
     assert [c for c, _ in mix] == [None]
     assert [b.tolist() for b in mix[0][1]] == [[1.5, 2.5, 3.5], [11.5, 12.5, 13.5], [21.5, 22.5, 23.5]]
-    picked = _streams(iter(blocks), 2, "split", -2)
+    picked = channel_streams(iter(blocks), 2, "split", -2)
     assert [c for c, _ in picked] == [0]
     assert [b.tolist() for b in picked[0][1]] == [[0, 1, 2], [10, 11, 12], [20, 21, 22]]
     with pytest.raises(AudioDecodeError, match="^channel 2 requested but the file has 2 channels$"):
-        _streams(iter(blocks), 2, "mix", 2)
+        channel_streams(iter(blocks), 2, "mix", 2)
+    with pytest.raises(ValueError, match="channel_mode must be 'mix' or 'split', got 'weird'"):
+        channel_streams(iter(blocks), 2, "weird")
 
 
 # --- failures -------------------------------------------------------------------------------------------------------
@@ -281,33 +286,32 @@ def test_text_file_named_wav(tmp_path) -> None:
 def test_file_over_max_file_mb(tone_wav) -> None:
     size = tone_wav.stat().st_size  # 1.5 s of 16-bit mono: 48 044 bytes
     assert size == 48044
-    out = _segments(str(tone_wav), DecodeSettings(max_file_mb=size / 2**20 / 2))
+    out = _segments(str(tone_wav), DecodeSettings(audio=AudioSpec(max_file_mb=size / 2**20 / 2)))
     assert len(out) == 1
     assert out[0]["error"] == f"fetch: file is 0.0458 MiB, over max_file_mb={size / 2 / 2**20:g}"
     assert out[0]["segment_index"] is None and out[0].get("samples") is None
     # Exactly at the limit is fine; no limit at all is fine.
-    assert [r["error"] for r in _segments(str(tone_wav), DecodeSettings(max_file_mb=size / 2**20))] == [None]
-    assert [r["error"] for r in _segments(str(tone_wav), DecodeSettings(max_file_mb=None))] == [None]
+    assert [r["error"] for r in _segments(str(tone_wav), DecodeSettings(audio=AudioSpec(max_file_mb=size / 2**20)))] == [None]
+    assert [r["error"] for r in _segments(str(tone_wav), DecodeSettings(audio=AudioSpec(max_file_mb=None)))] == [None]
 
 
 def test_file_over_max_file_mb_message_shows_the_limit_as_given(tone_wav) -> None:
-    out = _segments(str(tone_wav), DecodeSettings(max_file_mb=0.02))
+    out = _segments(str(tone_wav), DecodeSettings(audio=AudioSpec(max_file_mb=0.02)))
     assert out[0]["error"].startswith("fetch: file is ")
     assert out[0]["error"].endswith(", over max_file_mb=0.02")
 
 
 def test_recording_over_max_duration(tone_wav) -> None:
-    out = _segments(str(tone_wav), DecodeSettings(max_duration=1.0))
+    out = _segments(str(tone_wav), DecodeSettings(audio=AudioSpec(max_duration=1.0)))
     assert [(r["error"], r["segment_index"]) for r in out] == [
         ("decode: recording is 1.5 s long, over max_duration=1 s", None)]
 
 
-def test_row_in_error_passes_through_once(tone_wav) -> None:
-    row = _row(str(tone_wav), error="manifest: line 3 has no audio_filepath", line=3)
-    out = list(segment_rows(row, SETTINGS))
-    assert out == [{**row, "segment_index": None, "channel_mode": "mix"}]
-    assert "samples" not in out[0]
-    assert row["error"] == "manifest: line 3 has no audio_filepath"  # the input row is not modified
+def test_row_in_error_passes_through_untouched(tone_wav) -> None:
+    row = _row(str(tone_wav), error="line 3 has no audio_filepath", error_stage="manifest", line=3)
+    out = decode_recording(row, SETTINGS)
+    assert out == {**row, "segments": [], "warnings": None, "duration": None}
+    assert row["error"] == "line 3 has no audio_filepath" and "segments" not in row  # the input is not modified
 
 
 def test_failure_midway_gives_segments_then_one_error(tmp_path) -> None:
@@ -320,7 +324,7 @@ def test_failure_midway_gives_segments_then_one_error(tmp_path) -> None:
     assert len(out) == 2
     good, bad = out
     assert (good["error"], good["segment_index"], good["start"], good["end"]) == (None, 0, 0.0, 30.0)
-    np.testing.assert_array_equal(from_pcm_bytes(good["samples"]), audio[: 30 * RATE])
+    np.testing.assert_allclose(from_pcm16(good["samples"]), audio[: 30 * RATE], atol=PCM16)
     assert bad["error"] == "decode: audio contains NaN or Inf samples at 40.0 s"
     assert bad["segment_index"] is None and bad.get("samples") is None
     assert (bad["source_sample_rate"], bad["source_channels"], bad["channel_mode"]) == (16000, 1, "mix")
@@ -346,10 +350,30 @@ def test_fetch_error_message() -> None:
         "cannot read s3://b/x.wav: OSError: connection reset")
 
 
-# --- decode_batch ---------------------------------------------------------------------------------------------------
+# --- warnings -------------------------------------------------------------------------------------------------------
 
 
-def test_decode_batch_blocks_and_schema(tone_wav, tmp_path) -> None:
+def test_warnings_for_a_low_rate_and_a_duration_far_from_the_manifests(tmp_path) -> None:
+    path = write_tone(tmp_path / "low.wav", seconds=2.0, sample_rate=6000)
+    recording = decode_recording(_row(str(path), manifest_duration=10.0), SETTINGS)
+    assert recording["error"] is None
+    assert recording["warnings"] == [
+        "low sample rate: resampled from 6000 Hz (under 8000 Hz, speech loses its high frequencies)",
+        "duration 2.0 s differs from the manifest's 10.0 s"]
+    # Within a second (or 10%) of the manifest's duration, and at 8 kHz or more: nothing to say.
+    fine = decode_recording(_row(str(write_tone(tmp_path / "ok.wav", 2.0, sample_rate=8000)),
+                                 manifest_duration=2.5), SETTINGS)
+    assert fine["warnings"] is None
+
+
+# --- decode_block ---------------------------------------------------------------------------------------------------
+
+
+def _block(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist([{"block": 0, "rows": rows}], schema=WORK_BLOCK_SCHEMA)
+
+
+def test_decode_block_keeps_each_recording_whole_with_its_segments(tone_wav, tmp_path) -> None:
     (tmp_path / "empty.wav").write_bytes(b"")
     sf.write(tmp_path / "long.wav", bursts(70.0, [(s, s + 7.0) for s in np.arange(0.5, 70, 9.0)]), RATE)
     rows = [
@@ -357,41 +381,29 @@ def test_decode_batch_blocks_and_schema(tone_wav, tmp_path) -> None:
         _row(str(tmp_path / "long.wav"), line=2),
         _row(str(tmp_path / "empty.wav"), line=3),
         _row(str(tmp_path / "missing.wav"), line=4),
-        _row(str(tone_wav), line=5, error="manifest: line 5 duplicates line 1 (not transcribed twice)"),
+        _row(str(tone_wav), line=5, error="line 5 duplicates line 1 (not transcribed twice)", error_stage="manifest"),
     ]
-    settings = DecodeSettings(segment=SegmentPolicy(max_seconds=20, min_seconds=8), rows_per_block=3)
-    tables = list(decode_batch(to_table(rows, SOURCE_SCHEMA), settings))
-    assert [t.num_rows for t in tables] == [3, 3, 2]  # 1 + 4 segments + 3 error rows, in blocks of at most 3
-    assert all(t.schema == DECODED_SCHEMA for t in tables)
-    out = pa.concat_tables(tables)
-    assert out["line"].to_pylist() == [1, 2, 2, 2, 2, 3, 4, 5]
-    assert out["segment_index"].to_pylist() == [0, 0, 1, 2, 3, None, None, None]
-    assert out["start"].to_pylist() == [0.0, 0.0, 17.5, 35.5, 53.5, None, None, None]
-    assert out["end"].to_pylist() == [1.5, 17.5, 35.5, 53.5, 70.0, None, None, None]
+    settings = DecodeSettings(segmenting=SegmentPolicy(max_seconds=20, min_seconds=8))
+    out = decode_block(_block(rows), settings)
+    assert out.schema == DECODED_SCHEMA
+    assert out["line"].to_pylist() == [1, 2, 3, 4, 5]  # one row per recording, in order
+    segments = out["segments"].to_pylist()
+    assert [[s["segment_index"] for s in segs] for segs in segments] == [[0], [0, 1, 2, 3], [], [], []]
+    assert [(s["start"], s["end"]) for s in segments[1]] == [(0.0, 17.5), (17.5, 35.5), (35.5, 53.5), (53.5, 70.0)]
+    assert out["duration"].to_pylist() == [1.5, 70.0, None, None, None]
     assert out["error"].to_pylist() == [
-        None, None, None, None, None, "decode: empty file (0 bytes)",
-        f"fetch: file not found: {tmp_path / 'missing.wav'}",
-        "manifest: line 5 duplicates line 1 (not transcribed twice)"]
-    assert out["source_sample_rate"].to_pylist() == [16000] * 5 + [None] * 3
-    assert out["channel_mode"].to_pylist() == ["mix"] * 8
-    assert out["metadata"].to_pylist()[0] == '{"k": 1}'
-    assert out["manifest"].to_pylist()[0] == "/m.jsonl"
-    assert out["samples"].type == pa.large_binary()
-    lengths = [None if b is None else len(b) for b in out["samples"].to_pylist()]
-    assert lengths == [24000 * 4, 17.5 * RATE * 4, 18 * RATE * 4, 18 * RATE * 4, 16.5 * RATE * 4, None, None, None]
+        None, None, "empty file (0 bytes)", f"file not found: {tmp_path / 'missing.wav'}",
+        "line 5 duplicates line 1 (not transcribed twice)"]
+    assert out["error_stage"].to_pylist() == [None, None, "decode", "fetch", "manifest"]
+    assert out["source_sample_rate"].to_pylist() == [16000, 16000, None, None, None]
+    assert out["metadata"].to_pylist()[0] == '{"k": 1}' and out["manifest"].to_pylist()[0] == "/m.jsonl"
+    assert out.schema.field("segments").type.value_type.field("samples").type == pa.large_binary()
+    lengths = [len(s["samples"]) for s in segments[0] + segments[1]]
+    assert lengths == [24000 * 2, 17.5 * RATE * 2, 18 * RATE * 2, 18 * RATE * 2, 16.5 * RATE * 2]
 
 
-def test_decode_batch_all_failed_keeps_schema(tmp_path) -> None:
-    tables = list(decode_batch(to_table([_row(str(tmp_path / "x.wav"))], SOURCE_SCHEMA), SETTINGS))
-    assert len(tables) == 1
-    assert tables[0].schema == DECODED_SCHEMA
-    assert tables[0]["samples"].to_pylist() == [None]
-    assert tables[0]["error"].to_pylist() == [f"fetch: file not found: {tmp_path / 'x.wav'}"]
-
-
-def test_decode_batch_exact_multiple_has_no_empty_block(tone_wav) -> None:
-    rows = [_row(str(tone_wav), line=i) for i in range(4)]
-    tables = list(decode_batch(to_table(rows, SOURCE_SCHEMA), DecodeSettings(rows_per_block=2)))
-    assert [t.num_rows for t in tables] == [2, 2]
-    assert all(t.schema == DECODED_SCHEMA for t in tables)
-    assert pa.concat_tables(tables)["line"].to_pylist() == [0, 1, 2, 3]
+def test_decode_block_all_failed_keeps_schema(tmp_path) -> None:
+    out = decode_block(_block([_row(str(tmp_path / "x.wav"))]), SETTINGS)
+    assert out.schema == DECODED_SCHEMA
+    assert out["segments"].to_pylist() == [[]]
+    assert out["error"].to_pylist() == [f"file not found: {tmp_path / 'x.wav'}"]

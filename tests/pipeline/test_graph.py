@@ -1,25 +1,29 @@
-"""The dataset graph's shape: decoding must stay its own CPU task stage, never fused into the inference actor."""
+"""The dataset graph's shape: decoding stays its own CPU task stage, never fused into the inference actor, and nothing
+between the actors and the output is a shuffle (no barrier)."""
 
 from __future__ import annotations
 
-
-from connectors.manifests import parse_manifest
+from jobs.spec import JobSpec
 from pipeline.assembly import RunInfo
 from pipeline.decode import DecodeSettings
-from pipeline.graph import ComputeSettings, transcription_graph
-from pipeline.models.base import ModelSettings
-from pipeline.records import SOURCE_SCHEMA, to_table
+from pipeline.graph import ActorPool, transcription_graph
+from pipeline.locales import Locales
+from pipeline.options import JobDefaults
+from pipeline.source import SourceSettings
 
 
-def test_decode_is_not_fused_into_the_actor(ray_session, tiny_model, tone_wav, capsys):
-    rows = parse_manifest(str(tone_wav.parent / "m.jsonl"), f'{{"audio_filepath": "{tone_wav}"}}'.encode())
-    compute = ComputeSettings(use_gpu=False, gpus_per_actor=1, cpus_per_actor=1, min_actors=1, max_actors=1,
-                              decode_cpus=1, decode_memory_mb=256, rows_per_block=4, rows_per_call=16,
-                              rows_per_file=100)
-    ds = transcription_graph(to_table(rows, SOURCE_SCHEMA), DecodeSettings(), ModelSettings(str(tiny_model)),
-                             "nemotron_rnnt", "auto", RunInfo("r", "m", None), compute)
+def test_decode_is_not_fused_into_the_actor_and_nothing_is_a_shuffle(ray_session, tiny_model, tmp_path, capsys):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"audio_filepath": "a.wav"}\n')
+    source = SourceSettings(JobDefaults("auto", "mix"), Locales.from_dictionary({"auto": 101}), 600.0, 16)
+    spec = JobSpec(model_path=str(tiny_model), output_path=str(tmp_path / "out"))
+    ds = transcription_graph([str(manifest)], False, source, DecodeSettings(), spec, RunInfo("r", "m", None),
+                             ActorPool(use_gpu=False, min_actors=1, max_actors=1), [], None)
     ds.explain()
     plan = capsys.readouterr().out
     physical = plan.split("Physical Plan (Optimized)")[1]
-    assert "TaskPoolMapOperator[MapBatches(decode_batch)]" in physical
+    assert "TaskPoolMapOperator[MapBatches(decode_block)]" in physical
     assert "ActorPoolMapOperator[MapBatches(TranscriptionActor)]" in physical
+    assert "TaskPoolMapOperator[MapBatches(assemble_block)]" in physical
+    for barrier in ("AllToAll", "HashShuffle", "Aggregate", "Sort", "GroupBy"):
+        assert barrier not in physical, barrier

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.batching import plan_batches
-from pipeline.models.base import AudioItem, ModelOutput, ModelSettings
+from jobs.spec import JobSpec
+from pipeline.graph import ComputeSpec
+from pipeline.models.base import AudioItem, ModelOutput
 from pipeline.models.nemo_rnnt import NemotronRNNT, describe
 from pipeline.models.tiny import ATT_CONTEXT_SIZES, AUTO_PROMPT_INDEX, DEFAULT_LOCALES
 from tests.audio_factory import tone
@@ -16,10 +18,15 @@ from tests.audio_factory import tone
 LOCALES = "de-DE, en-US, es-ES, fr-FR, ja-JP"
 
 
+def model_spec(model_path, *, device: str = "cpu", dtype: str = "float32", **top) -> JobSpec:
+    """The job spec an adapter is loaded from (only the model's keys matter here)."""
+    return JobSpec(model_path=str(model_path), output_path="unused", compute=ComputeSpec(device=device, dtype=dtype),
+                   **top)
+
+
 @pytest.fixture(scope="module")
 def adapter(tiny_model) -> NemotronRNNT:
-    return NemotronRNNT(ModelSettings(model_path=str(tiny_model), att_context_size=(56, 3), device="cpu",
-                                      batch_size=2))
+    return NemotronRNNT(model_spec(tiny_model, att_context_size=[56, 3], batch_size=2))
 
 
 def _clip(seconds: float, freq: float, seed: int) -> np.ndarray:
@@ -100,7 +107,7 @@ def test_adapter_sets_att_context_size(adapter) -> None:
 
 
 def test_att_context_size_not_offered(tiny_model) -> None:
-    settings = ModelSettings(model_path=str(tiny_model), att_context_size=(70, 13), device="cpu")
+    settings = model_spec(tiny_model, att_context_size=[70, 13])
     with pytest.raises(ValueError, match=r"att_context_size \[70, 13\] not offered by the checkpoint: "
                                          r"\[\[56, 0\], \[56, 1\], \[56, 3\], \[56, 6\], \[56, 13\]\]"):
         NemotronRNNT(settings)
@@ -108,7 +115,7 @@ def test_att_context_size_not_offered(tiny_model) -> None:
 
 def test_bad_dtype_refused_before_loading(tiny_model) -> None:
     with pytest.raises(ValueError, match="dtype must be one of"):
-        NemotronRNNT(ModelSettings(model_path=str(tiny_model), device="cpu", dtype="fp8"))
+        NemotronRNNT(model_spec(tiny_model, dtype="fp8"))
 
 
 # --- transcribe ---------------------------------------------------------------------------------------------------
@@ -131,7 +138,7 @@ def test_transcribe_one_output_per_item_in_order(adapter, items, forward_calls) 
 
 def test_transcribe_all_in_one_batch_matches(adapter, items, monkeypatch) -> None:
     separate = adapter.transcribe(items)
-    monkeypatch.setattr(adapter, "settings", replace(adapter.settings, batch_size=8))
+    monkeypatch.setattr(adapter, "spec", replace(adapter.spec, batch_size=8))
     together = adapter.transcribe(items)
     assert [o.raw_text for o in together] == [o.raw_text for o in separate]
 
@@ -151,7 +158,7 @@ def test_short_clip_padded_to_one_second(adapter, forward_calls) -> None:
 
 
 def test_per_row_prompts_reach_the_model(adapter, forward_calls, monkeypatch) -> None:
-    monkeypatch.setattr(adapter, "settings", replace(adapter.settings, batch_size=3))
+    monkeypatch.setattr(adapter, "spec", replace(adapter.spec, batch_size=3))
     durations = [1.2, 2.4, 1.8]
     langs = ["en-US", "de-DE", "auto"]
     batch = [AudioItem(_clip(d, 440, 10 + i), lang) for i, (d, lang) in enumerate(zip(durations, langs))]
@@ -177,7 +184,7 @@ def test_prompt_changes_the_hypothesis(adapter) -> None:
 def test_unknown_target_lang(adapter) -> None:
     with pytest.raises(ValueError) as error:
         adapter.transcribe([AudioItem(tone(1.0), "en-US"), AudioItem(tone(1.0), "xx-XX")])
-    assert str(error.value) == f"unknown target_lang 'xx-XX'; this checkpoint knows: {LOCALES}, auto"
+    assert str(error.value) == f"unknown target_lang 'xx-XX'; this checkpoint knows: {LOCALES}, auto (and their aliases)"
     assert adapter.prompt_index("auto") == 101
     assert adapter.prompt_index("ja-JP") == 4
 
@@ -226,7 +233,7 @@ def test_language_tags_in_real_decoder_output_parse_and_strip(adapter) -> None:
     from pipeline.models.base import AudioItem
 
     rng = np.random.default_rng(7)
-    items = [AudioItem(samples=(0.1 * rng.standard_normal(16000 * s)).astype(np.float32), target_lang="auto")
+    items = [AudioItem(samples=(0.1 * rng.standard_normal(16000 * s)).astype(np.float32), prompt_locale="auto")
              for s in (1, 2, 3)]
     raws = [out.raw_text for out in adapter.transcribe(items)]
     assert any(tags_in(raw) for raw in raws), raws  # the random model does write tags

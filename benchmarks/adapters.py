@@ -1,0 +1,63 @@
+"""Model adapters that take the model out of the picture, so a benchmark measures the job's own machinery.
+
+- `ZeroCost` (`model_adapter=benchmarks.adapters:ZeroCost`) answers every item at once with an empty transcript:
+  what is left of a job's time is reading, fetching, decoding, Ray's scheduling, assembling and writing.
+- `SimulatedAccelerator` (`model_adapter=benchmarks.adapters:SimulatedAccelerator`) batches like the real adapter
+  and, per batch, sleeps `padded audio seconds / rtfx` (env `SIM_RTFX`, default 200): a GPU running the model at that
+  speed, leaving the CPUs free. It appends each batch's start and end (wall clock) to `SIM_BUSY_LOG`, so a benchmark
+  can tell how busy the "accelerator" was over the job and between its first and last call.
+
+Both describe a checkpoint as the released model's config (prompt dictionary, 16 kHz, latency list), read from
+`pipeline.models.released`, whatever `model_path` says.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Sequence
+
+from pipeline.batching import plan_batches
+from pipeline.models.base import AudioItem, ModelCard, ModelOutput
+from pipeline.models.released import PROMPT_DICTIONARY
+
+SAMPLE_RATE = 16_000
+MIN_CLIP_SECONDS = 1.0
+
+
+def _card(model_path: str) -> ModelCard:
+    return ModelCard(model_path=model_path, model_class="benchmark", sample_rate=SAMPLE_RATE,
+                     prompt_dictionary=dict(PROMPT_DICTIONARY),
+                     att_context_sizes=((56, 3), (56, 0), (56, 6), (56, 13)))
+
+
+class ZeroCost:
+    describe = staticmethod(_card)
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.card = _card(spec.model_path)
+
+    def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
+        return [ModelOutput(raw_text="") for _ in items]
+
+
+class SimulatedAccelerator:
+    describe = staticmethod(_card)
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.card = _card(spec.model_path)
+        self.rtfx = float(os.environ.get("SIM_RTFX", "200"))
+        self.log = os.environ.get("SIM_BUSY_LOG")
+
+    def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
+        durations = [max(len(it.samples) / SAMPLE_RATE, MIN_CLIP_SECONDS) for it in items]
+        for batch in plan_batches(durations, self.spec.batch_size, self.spec.compute.max_batch_seconds):
+            padded = len(batch) * max(durations[i] for i in batch)
+            start = time.time()
+            time.sleep(padded / self.rtfx)
+            if self.log:
+                with open(self.log, "a") as handle:
+                    handle.write(f"{start:.6f} {time.time():.6f} {padded:.3f}\n")
+        return [ModelOutput(raw_text="") for _ in items]
