@@ -26,8 +26,9 @@ import sys
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.report import (AUTO, UNKNOWN, UsageError, conform, context_label, parse_args, pct, rate, read_recordings,
+from jobs.report import (UNKNOWN, UsageError, conform, context_label, parse_args, pct, rate, read_recordings,
                          read_run_records, scored_mask, to_json, write_files)
+from connectors.transcripts import row_language
 from pipeline.scoring import primary_metric_for
 
 _COUNTS = ("word_errors", "ref_words", "char_errors", "ref_chars")
@@ -100,7 +101,9 @@ def compare(a: pa.Table, b: pa.Table) -> dict:
                         f"({len(ids_a & ids_b)} row(s) in both; only those are compared)")
 
     keep = ["row_id", "language", "target_lang", "reference_text", "error", *_COUNTS]
-    left = a.select(keep).append_column("_scored", scored_mask(a))
+    # One rule for a row's language everywhere (report, export, notebooks): the locale it was forced to, else the
+    # language the before-run heard.
+    left = a.select(keep).append_column("_scored", scored_mask(a)).append_column("_group", row_language(a)[0])
     right = b.select(keep).append_column("_scored", scored_mask(b))
     joined = left.join(right, "row_id", join_type="inner", left_suffix="_a", right_suffix="_b")
     rows = joined.to_pylist()
@@ -115,8 +118,7 @@ def compare(a: pa.Table, b: pa.Table) -> dict:
     compared = [r for r in rows if r["_scored_a"] and r["_scored_b"]]
     groups: dict[str, dict] = {}
     for r in compared:
-        target = r["target_lang_a"]
-        key = target if target and target != AUTO else (r["language_a"] or UNKNOWN)
+        key = r["_group"] or UNKNOWN
         group = groups.setdefault(key, {"rows": 0, "before": dict.fromkeys(_COUNTS, 0),
                                         "after": dict.fromkeys(_COUNTS, 0)})
         group["rows"] += 1

@@ -8,8 +8,14 @@ and writes `report.json`, `report.md` and `report.png` to `<output_path>/report/
 
 Figures (all in `report.json`; `report.md` shows rates as percentages):
 
-* Rows are grouped by the row's detected `language`; a row without one (every failed row, and a transcript in
-  which the model wrote no language tag in `auto` mode) is grouped as `unknown`. A row `all` covers every row.
+* Rows are grouped by the language they are known to be in where it is known: the locale the row was forced to
+  (the job's `target_lang` or the manifest row's `lang`/`target_lang`; `prompt_locale` where the output has it),
+  else by the language the model detected (`language`); a row with neither (a failed row in `auto` mode, a
+  transcript in which the model wrote no language tag) is grouped as `unknown`. Each language row says how many of
+  its rows were grouped by the reference and how many by detection (`grouped_by`). So a row forced to `es-ES` and
+  heard as `ja-JP` is scored under `es-ES` (by WER), not under `ja-JP` (by CER); the confusion table shows the
+  disagreement. A row `all` covers every row. (`connectors.transcripts.row_language`: the export of training data
+  and the notebooks use the same rule.)
 * WER and CER are corpus figures: sum(word_errors) / sum(ref_words) and sum(char_errors) / sum(ref_chars) over the
   *scored* rows (a reference, no error, counts present), never the mean of per-row rates. The primary metric is
   CER for ja/ko/zh/th (`pipeline.scoring.primary_metric_for`), else WER; `all` has one only when every scored
@@ -40,6 +46,7 @@ import pyarrow.parquet as pq
 
 from connectors.layout import RECORDINGS, OutputLayout
 from connectors.storage import filesystem
+from connectors.transcripts import FROM_REFERENCE, row_language
 from pipeline.records import RECORDINGS_SCHEMA
 from pipeline.scoring import primary_metric_for
 
@@ -50,8 +57,7 @@ ALL = "all"
 # The recordings columns the report and the comparison read (the rest of a row is never loaded).
 COLUMNS = ["row_id", "duration", "text", "language", "target_lang", "reference_text", "wer", "cer", "raw_wer",
            "raw_cer", "word_errors", "ref_words", "char_errors", "ref_chars", "error", "error_stage", "model",
-           "att_context_size",
-           "run_id"]
+           "att_context_size", "run_id", "prompt_locale"]
 _COUNTS = ("word_errors", "ref_words", "char_errors", "ref_chars")
 _RAW_COUNTS = ("raw_word_errors", "raw_ref_words", "raw_char_errors", "raw_ref_chars")
 
@@ -188,11 +194,17 @@ def raw_counts(reference: str | None, hypothesis: str | None, raw_wer: float | N
 def _with_keys(table: pa.Table) -> pa.Table:
     """Add the grouping keys and per-row flags/counts that the report sums."""
     scored = scored_mask(table)
-    language = pc.fill_null(table["language"], UNKNOWN)
+    grouping, source = row_language(table)
+    language = pc.fill_null(grouping, UNKNOWN)
+    detected = pc.fill_null(table["language"], UNKNOWN)
     target = pc.fill_null(table["target_lang"], UNKNOWN)
     failed = pc.is_valid(table["error"])
+    by_reference = pc.fill_null(pc.equal(source, FROM_REFERENCE), False)
     columns = {
         "_language": language,
+        "_detected": detected,
+        "_by_reference": pc.cast(by_reference, pa.int64()),
+        "_by_detected": pc.cast(pc.and_(pc.invert(by_reference), pc.is_valid(source)), pa.int64()),
         "_target": target,
         "_failed": pc.cast(failed, pa.int64()),
         "_scored": pc.cast(scored, pa.int64()),
@@ -220,7 +232,8 @@ def _with_keys(table: pa.Table) -> pa.Table:
     return table
 
 
-_SUMS = ["_failed", "_scored", "_duration", *(f"_{n}" for n in _COUNTS), *(f"_{n}" for n in _RAW_COUNTS),
+_SUMS = ["_failed", "_scored", "_duration", "_by_reference", "_by_detected", *(f"_{n}" for n in _COUNTS),
+         *(f"_{n}" for n in _RAW_COUNTS),
          "_raw_missing"]
 
 
@@ -249,6 +262,7 @@ def _language_row(name: str, sums: dict, primary_metric: str | None) -> dict:
         "recordings": sums["rows"],
         "transcribed": sums["rows"] - sums["failed"],
         "failed": sums["failed"],
+        "grouped_by": {"reference": sums["by_reference"], "detected": sums["by_detected"]},
         "audio_hours": sums["duration"] / 3600.0,
         "scored_rows": sums["scored"],
         **{n: sums[n] for n in _COUNTS},
@@ -300,12 +314,12 @@ def build_report(recordings: pa.Table) -> dict:
 
     # Language confusion over transcribed rows.
     ok = table.filter(pc.is_null(table["error"]))
-    cells = _group_sums(ok, ["_target", "_language"]) if ok.num_rows else []
+    cells = _group_sums(ok, ["_target", "_detected"]) if ok.num_rows else []
     targets = sorted({c["_target"] for c in cells}, key=lambda v: _sort_key(v, (AUTO, UNKNOWN)))
-    detected = sorted({c["_language"] for c in cells}, key=lambda v: _sort_key(v, (UNKNOWN,)))
+    detected = sorted({c["_detected"] for c in cells}, key=lambda v: _sort_key(v, (UNKNOWN,)))
     counts = [[0] * len(detected) for _ in targets]
     for c in cells:
-        counts[targets.index(c["_target"])][detected.index(c["_language"])] = c["rows"]
+        counts[targets.index(c["_target"])][detected.index(c["_detected"])] = c["rows"]
     agreement = {}
     for i, target in enumerate(targets):
         if target in (AUTO, UNKNOWN):
@@ -318,8 +332,8 @@ def build_report(recordings: pa.Table) -> dict:
         "targets": targets,
         "detected": detected,
         "counts": counts,
-        "cells": [{"target": c["_target"], "detected": c["_language"], "rows": c["rows"]}
-                  for c in sorted(cells, key=lambda c: (targets.index(c["_target"]), detected.index(c["_language"])))],
+        "cells": [{"target": c["_target"], "detected": c["_detected"], "rows": c["rows"]}
+                  for c in sorted(cells, key=lambda c: (targets.index(c["_target"]), detected.index(c["_detected"])))],
         "agreement": agreement,
     }
 
@@ -371,7 +385,9 @@ def build_report(recordings: pa.Table) -> dict:
             "primary": "CER for ja/ko/zh/th (pipeline.scoring.primary_metric_for), else WER",
             "raw": "raw_wer/raw_cer: corpus figures on unnormalised text; counts derived per row from the stored raw "
                    "rates and the reference length as pipeline.scoring.score defines it",
-            "language": "the row's detected `language`; `unknown` when it has none (failed rows, untagged auto text)",
+            "language": "the locale the row was forced to (target_lang / prompt_locale: the reference's language) "
+                        "where one was, else the detected `language`; `unknown` when neither is known; "
+                        "`grouped_by` counts the rows grouped each way",
             "confusion": "transcribed rows: target_lang (a forced locale, or `auto`) x detected language",
             "rates": "fractions (0.125 = 12.5 %); null where the reference length is 0",
         },
@@ -417,16 +433,20 @@ def render_markdown(report: dict) -> str:
 
     lines += ["", "## Accuracy by language", "",
               "Corpus figures: summed errors / summed reference length over scored rows (a reference, no error). "
-              "Primary: CER for ja/ko/zh/th, else WER.", ""]
+              "Primary: CER for ja/ko/zh/th, else WER. A row counts under the language it was forced to (the "
+              "reference's language: the job's or the manifest row's `target_lang`/`lang`) where there is one, "
+              "else under the language the model detected; *grouped by* says how many rows were placed each way.",
+              ""]
     table = []
     for r in [*report["languages"], report["all"]]:
         name = f"**{r['language']}**" if r["language"] == ALL else r["language"]
         primary = f"{r['primary_metric'].upper()} {pct(r['primary'])}" if r["primary_metric"] else "– (mixed)"
-        table.append([name, r["recordings"], r["failed"], f"{r['audio_hours']:.3f}", r["scored_rows"], primary,
-                      pct(r["wer"]), pct(r["cer"]), pct(r["raw_wer"]), pct(r["raw_cer"]),
+        grouped = ", ".join(f"{k} {n}" for k, n in r["grouped_by"].items() if n) or "–"
+        table.append([name, r["recordings"], grouped, r["failed"], f"{r['audio_hours']:.3f}", r["scored_rows"],
+                      primary, pct(r["wer"]), pct(r["cer"]), pct(r["raw_wer"]), pct(r["raw_cer"]),
                       f"{r['word_errors']}/{r['ref_words']}", f"{r['char_errors']}/{r['ref_chars']}"])
-    lines += _md_table(["language", "recordings", "failed", "audio h", "scored", "primary", "WER", "CER", "raw WER",
-                        "raw CER", "word errors/ref words", "char errors/ref chars"], table)
+    lines += _md_table(["language", "recordings", "grouped by", "failed", "audio h", "scored", "primary", "WER",
+                        "CER", "raw WER", "raw CER", "word errors/ref words", "char errors/ref chars"], table)
 
     confusion = report["language_confusion"]
     lines += ["", "## Language confusion", "",

@@ -33,6 +33,7 @@ from connectors.parquet_sink import TranscriptCommitter, clean_uncommitted
 from connectors.redaction import install_redaction
 from connectors.resume import build_index, remove_rows
 from connectors.storage import ensure_output_folder, expand, filesystem, redact
+from jobs.cluster import connect_ray
 from jobs.config import ConfigError
 from jobs.progress import Progress
 from jobs.spec import TRANSCRIPT_SETTINGS, JobSpec, get, load_spec, render_help
@@ -214,25 +215,6 @@ def settings_message(changed: dict[str, dict]) -> str:
 # --- running -----------------------------------------------------------------------------------------------------
 
 
-def connect_ray(spec: JobSpec) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    # No address: RAY_ADDRESS if set (ray job submit sets it), otherwise an embedded local Ray, without a dashboard
-    # (it costs seconds at start and its agents outlive a killed driver).
-    embedded = not spec.compute.ray_address and not os.environ.get("RAY_ADDRESS")
-    # Redaction in every worker's logging from its start (on a cluster the stages install it themselves: a
-    # runtime_env passed here would be merged with the submission's own).
-    extra = {"include_dashboard": False,
-             "runtime_env": {"worker_process_setup_hook": "connectors.redaction.install_redaction"}} if embedded else {}
-    ray.init(address=spec.compute.ray_address, log_to_driver=True, logging_level=logging.WARNING, **extra)
-    if embedded:  # a driver killed by SIGKILL cannot stop its embedded Ray: a watcher does (jobs/reaper.py)
-        from jobs import reaper
-
-        reaper.start(ray._private.worker.global_worker.node.get_session_dir_path())
-
-
 def actor_pool(spec: JobSpec):
     import ray
 
@@ -286,7 +268,7 @@ def _run(p: Plan, run_id: str) -> RunSummary:
     removed = clean_uncommitted(spec.output_path)
     if removed:
         log.info("removed %d file(s) left uncommitted by an earlier run", len(removed))
-    connect_ray(spec)
+    connect_ray(spec.compute.ray_address)
     if not sys.stderr.isatty():  # Ray's operator table every few seconds drowns a log; our progress line is one line
         ray.data.DataContext.get_current().enable_progress_bars = False
 

@@ -11,7 +11,7 @@ import jiwer
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.report import build_report, main, raw_counts
+from jobs.report import build_report, main, raw_counts, render_markdown
 from pipeline.records import RECORDINGS_SCHEMA, to_table
 from pipeline.scoring import score
 from tests.audio_factory import write_tone
@@ -64,13 +64,14 @@ def by_language(report: dict) -> dict:
 def test_corpus_figures_are_summed_counts_not_mean_rates():
     report = build_report(to_table(ROWS, RECORDINGS_SCHEMA))
     en = by_language(report)["en-US"]
-    assert (en["word_errors"], en["ref_words"], en["scored_rows"], en["recordings"]) == (3, 12, 2, 4)
+    # de1 (forced to de-DE, heard as en-US) counts under de-DE: 3 en-US rows.
+    assert (en["word_errors"], en["ref_words"], en["scored_rows"], en["recordings"]) == (3, 12, 2, 3)
     assert en["wer"] == 3 / 12 == 0.25
     assert en["wer"] != (0.1 + 1.0) / 2  # the mean of the row WERs would be 0.55
     assert en["cer"] == (1 + 11) / (39 + 11)
     assert en["primary_metric"] == "wer" and en["primary"] == en["wer"]
-    assert en["audio_hours"] == (10 + 20 + 10 + 10) / 3600
-    assert en["failed"] == 0 and en["transcribed"] == 4
+    assert en["audio_hours"] == (10 + 20 + 10) / 3600
+    assert en["failed"] == 0 and en["transcribed"] == 3
 
     ja = by_language(report)["ja-JP"]
     assert (ja["char_errors"], ja["ref_chars"], ja["word_errors"], ja["ref_words"]) == (1, 9, 1, 1)
@@ -111,7 +112,7 @@ def test_row_counts_failures_by_stage_and_confusion():
                               "with_reference": 4, "scored": 3}
     unknown = by_language(report)["unknown"]
     assert (unknown["recordings"], unknown["failed"], unknown["scored_rows"], unknown["wer"]) == (4, 4, 0, None)
-    assert [r["language"] for r in report["languages"]] == ["en-US", "ja-JP", "unknown"]
+    assert [r["language"] for r in report["languages"]] == ["de-DE", "en-US", "ja-JP", "unknown"]
 
     confusion = report["language_confusion"]
     assert confusion["rows"] == 5  # transcribed rows only
@@ -123,6 +124,45 @@ def test_row_counts_failures_by_stage_and_confusion():
     assert confusion["agreement"]["de-DE"] == {"rows": 1, "matching": 0, "share": 0.0}
     assert confusion["agreement"]["ja-JP"]["share"] == 1.0
     assert not report["multiple_runs"] and report["notes"] == []
+
+
+def test_rows_are_grouped_by_the_reference_language_where_known_else_the_detected_one():
+    """The demo's case: a row forced to es-ES and heard as ja-JP is scored under es-ES, by WER, not under ja-JP by
+    CER; rows in auto mode go by what was detected; each group says which way its rows were placed."""
+    rows = [
+        scored_row("es1", "hola buenos días", "こんにちは", "ja-JP", target_lang="es-ES"),
+        scored_row("es2", "hola amigo", "hola amigo", "es-ES", target_lang="es-ES"),
+        scored_row("ja1", "今日は良い天気です。", "今日はいい天気です", "ja-JP"),  # auto: detected
+        failed_row("f1", "decode: empty file (0 bytes)", target_lang="es-ES"),  # known though it failed
+        failed_row("f2", "fetch: file not found: x.wav"),  # auto and failed: unknown
+    ]
+    report = build_report(to_table(rows, RECORDINGS_SCHEMA))
+    es, ja, unknown = (by_language(report)[k] for k in ("es-ES", "ja-JP", "unknown"))
+    assert (es["recordings"], es["scored_rows"], es["failed"]) == (3, 2, 1)
+    assert es["grouped_by"] == {"reference": 3, "detected": 0}
+    assert es["primary_metric"] == "wer" and es["primary"] == es["wer"] == (3 + 0) / (3 + 2)
+    assert (ja["recordings"], ja["grouped_by"]) == (1, {"reference": 0, "detected": 1})
+    assert ja["primary_metric"] == "cer" and ja["cer"] == 1 / 9
+    assert (unknown["recordings"], unknown["grouped_by"]) == (1, {"reference": 0, "detected": 0})
+    # The confusion still shows what was heard.
+    assert {(c["target"], c["detected"]): c["rows"] for c in report["language_confusion"]["cells"]} == {
+        ("es-ES", "ja-JP"): 1, ("es-ES", "es-ES"): 1, ("auto", "ja-JP"): 1}
+    markdown = render_markdown(report)
+    assert "| es-ES | 3 | reference 3 |" in markdown and "| ja-JP | 1 | detected 1 |" in markdown
+    assert "else under the language the model detected" in markdown
+
+
+def test_prompt_locale_is_the_known_language_where_the_output_has_it():
+    """The canonical locale (`de-DE` for target_lang `de`) names the group; outputs from before it existed (no
+    prompt_locale) group by target_lang."""
+    row = scored_row("de1", "guten tag", "guten tag", "de-DE", target_lang="de")
+    older = to_table([row], RECORDINGS_SCHEMA).drop_columns(["prompt_locale"])
+    assert [r["language"] for r in build_report(older)["languages"]] == ["de"]
+    table = to_table([dict(row, prompt_locale="de-DE")], RECORDINGS_SCHEMA)
+    assert [r["language"] for r in build_report(table)["languages"]] == ["de-DE"]
+    auto = to_table([dict(row, target_lang="auto", prompt_locale="auto", language="fr-FR")], RECORDINGS_SCHEMA)
+    assert [(r["language"], r["grouped_by"]) for r in build_report(auto)["languages"]] == [
+        ("fr-FR", {"reference": 0, "detected": 1})]
 
 
 def test_several_runs_are_all_counted_and_said():
@@ -170,7 +210,8 @@ def test_cli_writes_json_md_png_that_agree_with_the_parquet(tmp_path, capsys):
     report = json.loads((folder / "report.json").read_text())
     assert (folder / "report.png").read_bytes().startswith(PNG)
     markdown = (folder / "report.md").read_text()
-    assert "| en-US | 4 | 0 |" in markdown and "WER 25.00 %" in markdown and "CER 11.11 %" in markdown
+    assert "| en-US | 3 | reference 1, detected 2 | 0 |" in markdown
+    assert "WER 25.00 %" in markdown and "CER 11.11 %" in markdown
     assert "![report](report.png)" in markdown
     assert report["output_path"] == str(out) and report["run_id_filter"] is None
     assert report["run_records"]["20261121T000000Z-aaaaaa"]["att_context_size"] == [56, 13]
@@ -178,7 +219,7 @@ def test_cli_writes_json_md_png_that_agree_with_the_parquet(tmp_path, capsys):
     # Independently: DuckDB over the Parquet.
     glob = f"{out}/recordings/*.parquet"
     for language, wer, cer, n in duckdb.sql(
-            f"select coalesce(language, 'unknown'), sum(word_errors) / sum(ref_words), "
+            f"select coalesce(nullif(target_lang, 'auto'), language, 'unknown'), sum(word_errors) / sum(ref_words), "
             f"sum(char_errors) / sum(ref_chars), count(*) filter (where ref_words is not null) from '{glob}' "
             f"where error is null and reference_text is not null group by all").fetchall():
         row = {r["language"]: r for r in report["languages"]}[language]

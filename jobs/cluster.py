@@ -1,0 +1,27 @@
+"""Connecting a job to Ray, one way for every job (transcribe, export).
+
+No address: `RAY_ADDRESS` if set (`ray job submit` sets it), otherwise an embedded local Ray. The embedded one starts
+without a dashboard (it costs seconds at start), with redaction installed in every worker's logging from its start,
+and with a watcher (`jobs/reaper.py`) that stops it if the driver is killed. On a cluster the stages install
+redaction themselves: a runtime_env passed here would be merged with the submission's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def connect_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    embedded = not address and not os.environ.get("RAY_ADDRESS")
+    extra = {"include_dashboard": False,
+             "runtime_env": {"worker_process_setup_hook": "connectors.redaction.install_redaction"}} if embedded else {}
+    ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING, **extra)
+    if embedded:
+        from jobs import reaper
+
+        reaper.start(ray._private.worker.global_worker.node.get_session_dir_path())
