@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +38,11 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def run_job(model: str, manifest: Path, out: Path) -> tuple[float, float, int]:
-    from jobs.transcribe import connect_ray, plan, run
+    from jobs.cluster import connect_ray
+    from jobs.transcribe import plan, run
 
     p = plan([f"model_path={model}", f"dataset_manifest={manifest}", f"output_path={out}", "target_lang=en-US"])
-    connect_ray(p.cfg)
+    connect_ray(p.spec.compute.ray_address)
     with WorkerMemory() as memory:
         summary = run(p)
     assert summary.failed_rows == 0, summary

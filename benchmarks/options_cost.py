@@ -16,11 +16,12 @@ from benchmarks.job_vs_transcribe import make_clips
 
 
 def job_seconds(model: str, manifest: Path, out: Path, extra: list[str]) -> float:
-    from jobs.transcribe import connect_ray, plan, run
+    from jobs.cluster import connect_ray
+    from jobs.transcribe import plan, run
 
     p = plan([f"model_path={model}", f"dataset_manifest={manifest}", f"output_path={out}", "target_lang=en-US",
               *extra])
-    connect_ray(p.cfg)
+    connect_ray(p.spec.compute.ray_address)
     summary = run(p)
     assert summary.failed_rows == 0, summary
     return summary.wall_seconds
@@ -37,7 +38,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-options-"))
     model = str(build_checkpoint(work / "tiny.nemo"))
     (work / "clips").mkdir()
-    manifest, audio_s = make_clips(work / "clips", args.clips)
+    manifest, _paths, audio_s = make_clips(work / "clips", args.clips)
     job_seconds(model, manifest, work / "warmup", [])
     variants = {"plain": [], "timestamps": ["timestamps=true"], "confidence": ["confidence=true"],
                 "timestamps+confidence": ["timestamps=true", "confidence=true"]}

@@ -3,9 +3,10 @@
     python -m benchmarks.padding
 
 Durations are what the actors see: segments of real recordings after cutting (most near max_segment_seconds, the
-last of each recording shorter) mixed with short clips (a log-normal around 5 s), in arrival order. Three ways:
-batches in arrival order (what `transcribe()` does over a manifest); sorted within each actor call of
-`4 x batch_size` rows (what the job does); and with a cap on padded seconds per batch (`max_batch_seconds`).
+last of each recording shorter) mixed with short clips (a log-normal around 5 s), in arrival order. The ways
+compared: batches in arrival order (what `transcribe()` does over a manifest); sorted within each actor call, which
+in the job is one work block of `compute.block_seconds` of audio (300 s, 1200 s, the default 240 s x batch_size at
+most 7200 s, 7200 s); and with a cap on padded seconds per batch (`compute.max_batch_seconds`).
 """
 
 from __future__ import annotations
@@ -33,13 +34,22 @@ def durations(n: int = 20_000, seed: int = 0) -> list[float]:
     return out[:n]
 
 
-def chunked(seq: list[float], size: int) -> list[list[float]]:
-    return [seq[i:i + size] for i in range(0, len(seq), size)]
+def blocks(seq: list[float], block_seconds: float) -> list[list[float]]:
+    """Consecutive durations in blocks of about `block_seconds`, as the read stage cuts work blocks."""
+    out, current, total = [], [], 0.0
+    for d in seq:
+        current.append(d)
+        total += d
+        if total >= block_seconds:
+            out.append(current)
+            current, total = [], 0.0
+    return out + ([current] if current else [])
 
 
-def overhead_in_calls(ds: list[float], batch_size: int, call_rows: int, max_batch_seconds: float | None = None):
+def overhead_in_calls(ds: list[float], batch_size: int, block_seconds: float,
+                      max_batch_seconds: float | None = None) -> float:
     padded = real = 0.0
-    for call in chunked(ds, call_rows):
+    for call in blocks(ds, block_seconds):
         batches = plan_batches(call, batch_size, max_batch_seconds)
         padded += sum(len(b) * max(call[i] for i in b) for b in batches)
         real += sum(call)
@@ -54,10 +64,13 @@ def main() -> None:
         rows.append({
             "batch_size": batch_size,
             "arrival_order": round(padding_overhead(ds, arrival), 4),
-            "sorted_per_call_4x": round(overhead_in_calls(ds, batch_size, 4 * batch_size), 4),
-            "sorted_per_call_16x": round(overhead_in_calls(ds, batch_size, 16 * batch_size), 4),
-            "sorted_per_call_4x_max_batch_seconds": round(
-                overhead_in_calls(ds, batch_size, 4 * batch_size, max_batch_seconds=batch_size * 15.0), 4),
+            "sorted_per_block_300s": round(overhead_in_calls(ds, batch_size, 300.0), 4),
+            "sorted_per_block_1200s": round(overhead_in_calls(ds, batch_size, 1200.0), 4),
+            "sorted_per_block_240x_batch_size": round(
+                overhead_in_calls(ds, batch_size, min(240.0 * batch_size, 7200.0)), 4),
+            "sorted_per_block_7200s": round(overhead_in_calls(ds, batch_size, 7200.0), 4),
+            "sorted_per_block_1200s_max_batch_seconds": round(
+                overhead_in_calls(ds, batch_size, 1200.0, max_batch_seconds=batch_size * 15.0), 4),
         })
     print(json.dumps({"clips": len(ds), "mean_seconds": round(float(np.mean(ds)), 2), "results": rows}, indent=2))
 

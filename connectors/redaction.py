@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from urllib.parse import quote, quote_plus, unquote
 
@@ -87,6 +88,7 @@ def register_secret(value: str | None) -> None:
     environment). Values shorter than 6 characters are ignored (they would redact ordinary words)."""
     if value and len(value) >= _MIN_SECRET_CHARS:
         _registered.add(value)
+        _known.clear()
 
 
 def redact(text: str | None) -> str | None:
@@ -108,7 +110,33 @@ def redact(text: str | None) -> str | None:
 
 def known_secrets() -> tuple[str, ...]:
     """Every secret value this process knows of, with its URL-encoded spellings, longest first (so that a secret
-    containing another is replaced whole)."""
+    containing another is replaced whole). Gathered at most every KNOWN_SECRETS_SECONDS (and at once after
+    `register_secret`): redaction runs on every output row and log record, and a Ray worker's environment is large."""
+    now = time.monotonic()
+    # A cheap fingerprint catches the usual changes at once (a variable added or removed, a listed one changed).
+    fingerprint = (len(os.environ), tuple(os.environ.get(name) for name in _FINGERPRINT_VARS),
+                   tuple(_mtime(path) for path in _aws_files() + _google_files()))
+    if _known and now - _known[0] < KNOWN_SECRETS_SECONDS and _known[1] == fingerprint:
+        return _known[2]
+    found = _gather_secrets()
+    _known[:] = [now, fingerprint, found]
+    return found
+
+
+KNOWN_SECRETS_SECONDS = 5.0
+_known: list = []  # [when gathered, the environment's fingerprint then, the secrets]
+_FINGERPRINT_VARS = (*SECRET_ENV_VARS, "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE",
+                     "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _gather_secrets() -> tuple[str, ...]:
     values = set(_registered)
     for name, value in os.environ.items():
         if name in SECRET_ENV_VARS or (_SECRET_ENV_NAME.search(name) and not _NOT_A_SECRET_ENV_NAME.search(name)):

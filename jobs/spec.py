@@ -159,7 +159,7 @@ def check(spec: JobSpec) -> None:
     _finite("compute.model_threads", c.model_threads, 1, 1024)
     _finite("compute.decode_cpus", c.decode_cpus, 0, 1024, low_open=True)
     _finite("compute.decode_memory_mb", c.decode_memory_mb, 64, 1 << 20)
-    _finite("compute.block_seconds", c.block_seconds, 1, 1e6)
+    _finite("compute.block_seconds", c.block_seconds, 1, 86400)
     _finite("compute.block_rows", c.block_rows, 1, 1 << 20)
     if c.min_actors < 1 or (c.max_actors is not None and c.max_actors < c.min_actors):
         raise ConfigError(f"need 1 <= compute.min_actors <= compute.max_actors, got {c.min_actors}, "

@@ -296,11 +296,12 @@ def _run(p: Plan, run_id: str) -> RunSummary:
         summary.removed_rows += remove_rows(spec.output_path, {f: set(ids) for f, ids in stale.items()})
     write_run_record(p, run_id, summary, status="running")
 
-    from pipeline.graph import transcription_graph
+    from pipeline.graph import transcription_graph, work_block_seconds
 
     ledger = ray.remote(num_cpus=0)(Ledger).remote()
     source = SourceSettings(defaults=JobDefaults(spec.target_lang, spec.audio.channel_mode),
-                            locales=p.card.languages, block_seconds=spec.compute.block_seconds,
+                            locales=p.card.languages,
+                            block_seconds=work_block_seconds(spec.compute, spec.batch_size),
                             block_rows=spec.compute.block_rows)
     decode = DecodeSettings(audio=spec.audio, segmenting=spec.segmenting, sample_rate=p.card.sample_rate)
     info = RunInfo(run_id=run_id, model=spec.model_path, att_context_size=tuple(spec.att_context_size or ()) or None,

@@ -46,12 +46,20 @@ class ComputeSpec:
                                               "cluster)")
     decode_cpus: float = setting(1.0, "CPUs of one fetch+decode task")
     decode_memory_mb: int = setting(512, "memory reserved per fetch+decode task, MiB")
-    block_seconds: float = setting(1200.0, "audio seconds per work block (by the manifest's duration where given): "
-                                           "what one task decodes and one actor call sorts into batches")
+    block_seconds: Optional[float] = setting(None, "audio seconds per work block (by the manifest's duration where "
+                                                   "given): what one task decodes and one actor call sorts into "
+                                                   "batches; null = 240 x batch_size, at most 7200")
     block_rows: int = setting(256, "recordings per work block at most (the only bound for rows without a "
                                    "duration)")
     ray_address: Optional[str] = setting(None, "a Ray cluster address; null = RAY_ADDRESS (set by ray job submit), "
                                                "else an embedded local Ray")
+
+
+def work_block_seconds(compute: ComputeSpec, batch_size: int) -> float:
+    """Audio per work block. An actor sorts one block's segments into batches, so a block should hold many batches
+    (padding: benchmarks/padding.py), yet stay small enough to decode in parallel and to sit in the object store
+    (16-bit audio: 32 KB a second, 230 MB for the 7200 s cap)."""
+    return compute.block_seconds or min(240.0 * batch_size, 7200.0)
 
 
 @dataclass(frozen=True)
