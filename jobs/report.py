@@ -118,7 +118,7 @@ def read_recordings(output_path: str, run_id: str | None = None, columns: list[s
             table = table.filter(pc.equal(table["run_id"], run_id))
         tables.append(table)
     if not tables:
-        raise UsageError(f"no Parquet files in {output_path.rstrip('/')}/recordings")
+        raise UsageError(f"no Parquet files in {OutputLayout(output_path).folder(RECORDINGS)}")
     table = pa.concat_tables(tables)
     if run_id is not None and table.num_rows == 0:
         runs = sorted(set(read_recordings(output_path, None, ["run_id"])["run_id"].to_pylist()) - {None})

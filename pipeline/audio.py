@@ -38,9 +38,6 @@ __all__ = [
     "probe_duration",
     "decode_audio",
     "stream_audio",
-    "select_channels",
-    "to_pcm_bytes",
-    "from_pcm_bytes",
 ]
 
 TARGET_SAMPLE_RATE = 16_000
@@ -247,49 +244,6 @@ def stream_audio(
         report=report,
     )
     return info, _stream_blocks(fileobj, reader, first, target_sample_rate, max_duration, block_seconds, report)
-
-
-def select_channels(audio: DecodedAudio, channel_mode: str, channel: int | None = None) -> list[NDArray[np.float32]]:
-    """Turn (C, N) audio into the list of mono float32 streams to transcribe.
-
-    'mix': one stream, the mean over channels. 'split': one stream per channel, in channel order.
-    `channel` (like NeMo's channel_selector; negative counts from the end) overrides both with that one channel.
-    The returned arrays may be views of `audio.samples` (no copy for one channel or 'split').
-    """
-    samples = audio.samples
-    n_channels = samples.shape[0]
-    if channel is not None:
-        # bool is an int subclass; True as "channel 1" is certainly a config mistake.
-        if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
-            raise ValueError(f"channel must be an int or None, got {channel!r}")
-        if not -n_channels <= channel < n_channels:
-            plural = "channel" if n_channels == 1 else "channels"
-            raise AudioDecodeError(f"channel {channel} requested but the file has {n_channels} {plural}")
-        return [samples[int(channel)]]
-    if channel_mode == "mix":
-        if n_channels == 1:
-            return [samples[0]]
-        return [samples.mean(axis=0, dtype=np.float32)]
-    if channel_mode == "split":
-        return [samples[i] for i in range(n_channels)]
-    # A configuration error, not a property of the file: plain ValueError, so it is not filed as a bad-audio row.
-    raise ValueError(f"channel_mode must be 'mix' or 'split', got {channel_mode!r}")
-
-
-def to_pcm_bytes(samples: NDArray[np.float32]) -> bytes:
-    """Mono float audio to little-endian float32 bytes (to carry audio through Arrow as a binary column)."""
-    arr = np.asarray(samples)
-    if arr.ndim != 1:
-        raise ValueError(f"to_pcm_bytes expects mono 1-D samples, got shape {arr.shape}")
-    return arr.astype("<f4", copy=False).tobytes()
-
-
-def from_pcm_bytes(data: bytes) -> NDArray[np.float32]:
-    """Little-endian float32 bytes back to a writable, native float32 1-D array."""
-    if len(data) % 4:
-        raise ValueError(f"PCM float32 bytes must be a multiple of 4 long, got {len(data)}")
-    # frombuffer is read-only over the bytes object; copy so that torch.from_numpy and in-place ops work.
-    return np.frombuffer(data, dtype="<f4").astype(np.float32, copy=True)
 
 
 # --- internals ----------------------------------------------------------------------------------------------------

@@ -16,10 +16,7 @@ from pipeline.audio import (
     AudioDecodeError,
     DecodedAudio,
     decode_audio,
-    from_pcm_bytes,
     probe_duration,
-    select_channels,
-    to_pcm_bytes,
 )
 
 # --- generators ---------------------------------------------------------------------------------------------------
@@ -181,6 +178,14 @@ def test_resampling_keeps_passband_and_removes_what_would_alias() -> None:
 @pytest.fixture(scope="module")
 def stereo_wav() -> DecodedAudio:
     return decode_audio(sf_bytes(stereo(44_100), 44_100, "WAV", "PCM_16"))
+
+
+def select_channels(audio: DecodedAudio, mode: str, channel: int | None = None) -> list[np.ndarray]:
+    """The streams pipeline.channels picks from decoded audio (one block), each joined."""
+    from pipeline.channels import channel_streams
+
+    return [np.concatenate(list(blocks)) for _, blocks in
+            channel_streams([audio.samples], audio.num_channels, mode, channel)]
 
 
 def test_stereo_keeps_channels_apart(stereo_wav: DecodedAudio) -> None:
@@ -413,28 +418,26 @@ def test_invalid_arguments() -> None:
         decode_audio(data, target_sample_rate=0)
 
 
-# --- PCM bytes ----------------------------------------------------------------------------------------------------
+# --- 16-bit PCM, as segments travel between decoding and the actor -------------------------------------------------
 
 
-def test_pcm_bytes_round_trip() -> None:
-    x = np.random.default_rng(2).standard_normal(12_345).astype(np.float32)
-    data = to_pcm_bytes(x)
-    assert isinstance(data, bytes) and len(data) == 4 * len(x)
-    assert data[:4] == struct.pack("<f", x[0])  # little-endian float32, whatever the machine
-    y = from_pcm_bytes(data)
-    assert y.dtype == np.float32 and y.flags.writeable
-    np.testing.assert_array_equal(x, y)
+def test_pcm16_round_trip_is_within_half_a_step_and_clips_at_full_scale() -> None:
+    from pipeline.decode import from_pcm16, to_pcm16
+
+    x = np.clip(np.random.default_rng(2).standard_normal(12_345).astype(np.float32) * 0.3, -0.99, 0.99)
+    data = to_pcm16(x)
+    assert isinstance(data, bytes) and len(data) == 2 * len(x)
+    assert data[:2] == struct.pack("<h", int(np.rint(x[0] * 32768)))  # little-endian int16, whatever the machine
+    y = from_pcm16(data)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(x, y, atol=0.5 / 32768)
+    np.testing.assert_array_equal(from_pcm16(to_pcm16(np.array([1.5, -1.5, 1.0, -1.0]))),
+                                  np.array([32767, -32768, 32767, -32768]) / 32768)
+    assert from_pcm16(to_pcm16(np.zeros(0, np.float32))).shape == (0,)
 
 
-def test_pcm_bytes_edges() -> None:
-    assert from_pcm_bytes(to_pcm_bytes(np.zeros(0, np.float32))).shape == (0,)
-    np.testing.assert_array_equal(from_pcm_bytes(to_pcm_bytes(np.array([0.5, -1.0]))), [0.5, -1.0])  # float64 in
-    with pytest.raises(ValueError, match="mono"):
-        to_pcm_bytes(np.zeros((2, 10), np.float32))
-    with pytest.raises(ValueError, match="multiple of 4"):
-        from_pcm_bytes(b"\x00" * 7)
+def test_decoded_16_bit_stream_round_trips_through_pcm16_exactly(stereo_wav: DecodedAudio) -> None:
+    from pipeline.decode import from_pcm16, to_pcm16
 
-
-def test_decoded_stream_round_trips_through_pcm_bytes(stereo_wav: DecodedAudio) -> None:
-    for stream in select_channels(stereo_wav, "split"):
-        np.testing.assert_array_equal(from_pcm_bytes(to_pcm_bytes(stream)), stream)
+    for stream in select_channels(stereo_wav, "split"):  # resampled 16-bit audio: within half a step
+        np.testing.assert_allclose(from_pcm16(to_pcm16(stream)), stream, atol=0.5 / 32768)
