@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 import ray
-from ray.data import ActorPoolStrategy, Dataset
+from ray.data import ActorPoolStrategy, Dataset, TaskPoolStrategy
 
 from pipeline.assembly import RunInfo, assemble_block
 from pipeline.decode import DecodeSettings, decode_block
@@ -71,8 +71,10 @@ class ActorPool:
     max_actors: int
 
 
-READ_CPUS = 0.25  # a read task streams JSON lines: light, and it must not hold a whole CPU slot while it streams
-ASSEMBLE_CPUS = 0.25
+# Reading and assembling are light and reserve no CPU: on a small node the decode tasks and the actors hold every CPU
+# slot, and a stage that waits for one would wait until decoding is over (nothing assembled, nothing committed).
+# Their concurrency is bounded by their pools instead.
+LIGHT_TASKS = 4
 
 
 def transcription_graph(sources: list[str], is_audio_dir: bool, source: SourceSettings, decode: DecodeSettings,
@@ -82,7 +84,7 @@ def transcription_graph(sources: list[str], is_audio_dir: bool, source: SourceSe
     blocks = items.map_batches(
         read_blocks, fn_kwargs={"settings": source, "is_audio_dir": is_audio_dir, "index_ref": index_ref,
                                 "ledger": ledger},
-        batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS)
+        batch_size=1, batch_format="pyarrow", num_cpus=0, compute=TaskPoolStrategy(size=LIGHT_TASKS))
     # A read task's work blocks arrive coalesced into large blocks; one work block per Ray block lets every decode
     # task take one (a streaming split: no shuffle).
     blocks = blocks.repartition(target_num_rows_per_block=1)
@@ -106,4 +108,4 @@ def transcription_graph(sources: list[str], is_audio_dir: bool, source: SourceSe
         **resources,
     )
     return transcribed.map_batches(assemble_block, fn_kwargs={"run": run}, batch_size=None, batch_format="pyarrow",
-                                   num_cpus=ASSEMBLE_CPUS)
+                                   num_cpus=0, compute=TaskPoolStrategy(size=LIGHT_TASKS))

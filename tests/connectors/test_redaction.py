@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import time
 from contextlib import contextmanager
 from urllib.parse import quote, quote_plus
 
@@ -17,7 +18,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from connectors import redaction
-from connectors.redaction import REDACTED, RedactingFilter, install_redaction, redact, register_secret
+from connectors.redaction import FILES_CHECK_SECONDS, REDACTED, RedactingFilter, install_redaction, redact, register_secret
 
 FUZZ = settings(max_examples=300, deadline=None, database=None)
 
@@ -179,8 +180,9 @@ def test_secrets_of_the_aws_credentials_files_are_redacted_in_every_profile(tmp_
     out = redact(text)
     for secret in ("de/fault", "AKIADEFAULTEXAMPLE", "0th3r/Secret", "OTHERTOKEN", "c0nfig"):
         assert secret not in out, out
-    # The files are re-read when they change.
+    # The files are re-read when they change (their times are looked at once a second).
     creds.write_text("[default]\naws_secret_access_key = n3w/Secret+value\n")
+    time.sleep(FILES_CHECK_SECONDS + 0.1)
     assert redact("key n3w/Secret+value") == f"key {REDACTED}"
 
 
