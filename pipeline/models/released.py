@@ -56,10 +56,6 @@ PROMPT_DICTIONARY: dict[str, int] = {
     "mi-NZ": 96, "haw-US": 97, "sm-WS": 98, "to-TO": 99, "fr-CA": 100, "mt-MT": 102, "auto": 101,
 }
 
-# The longest segment the job cuts, in seconds (provisional; the attention-memory measurement at full size sets it).
-MAX_SEGMENT_SECONDS = 300.0
-
-
 # The tag text the model writes for a prompt index: `<xx-YY>`, the index's first dictionary key in `xx-YY` form
 # (two or three lower-case letters, a dash, two upper-case letters: the canonical locale of pipeline.locales). So
 # index 4 writes `<zh-CN>` (not `zh-ZH`), 6 `<hi-IN>` (not `hi-HI`), 10 `<ja-JP>`, 14 `<ko-KR>`; the aliases (`en`,
@@ -180,3 +176,26 @@ MAX_SYMBOLS_PER_STEP = 10  # [port] max_symbols_per_step; [inspection] greedy_ba
 # [port] prompt_intermediate_size 2048; [trt] Linear(1152->2048); NeMo's PromptStreamingMixin builds 2 x enc_hidden
 PROMPT_HIDDEN = 2 * ENCODER["d_model"]
 
+# --- how long a segment may be ---------------------------------------------------------------------------------------
+
+# Memory one segment needs at full size, CPU, float32, batch of one: peak RSS during `model.forward` (features,
+# encoder at [56, 13], prompt kernel) over the RSS of the loaded model (3.3 GiB), measured by
+# `python -m benchmarks.segment_memory` (one process per length, 2-core AMD EPYC, 24 GiB; 2026-12-03), beside the
+# attention scores on paper (NeMo's RelPositionMultiHeadAttention keeps 7 T x T x 8-head float32 buffers alive at
+# its peak, T = 12.5 frames per second, even under chunked_limited masking and even under bf16 autocast, where it
+# casts to float32). Two phases, the larger one sets the peak: the subsampling convolutions (linear, ~10.5 MiB per
+# second of audio: 256 channels over 50 mel frames x 64 bins per second, padded copies included) and the
+# attention (quadratic: 0.033 MiB x seconds^2). They cross near 300 s; from there memory grows with the square.
+# seconds: (encoder frames, measured peak over the loaded model in MiB, attention scores on paper in MiB)
+SEGMENT_MEMORY_MIB: dict[int, tuple[int, int, int]] = {
+    30: (376, 319, 30),
+    60: (751, 648, 120),
+    120: (1501, 1386, 481),
+    240: (3001, 2858, 1924),
+}
+# The longest `segmenting.max_seconds` a job may ask for. At 120 s a segment needs ~1.4 GiB on top of the model and
+# grows linearly up to there; a batch multiplies that by its size (segments are padded to the longest), so the
+# default batch of 16 such segments is ~22 GiB, which a 40 GiB+ GPU holds next to the model. Beyond ~300 s the
+# attention's square takes over (480 s: ~7.5 GiB per segment, 960 s: ~30 GiB). 120 s is also three times the
+# longest utterance the model was trained on (NVIDIA's training config for this class: max_duration 39.99 s).
+MAX_SEGMENT_SECONDS = 120.0

@@ -166,3 +166,15 @@ def test_job_defaults_to_the_widest_right_context_whatever_the_order(ray_session
     assert main([f"model_path={other_models[sizes]}", f"dataset_manifest={manifest}", f"output_path={out}"]) == 0
     contexts = duckdb.sql(f"select att_context_size from '{out}/recordings/*.parquet'").fetchall()
     assert contexts == [([56, 13],)]
+
+
+def test_segment_memory_table_matches_its_benchmark() -> None:
+    """The documented table (released.SEGMENT_MEMORY_MIB) is what benchmarks.segment_memory computes on paper; the
+    ceiling is one of the measured lengths."""
+    from benchmarks.segment_memory import attention_paper_mib
+
+    for seconds, (frames, measured, paper) in released.SEGMENT_MEMORY_MIB.items():
+        assert frames == int(seconds * 12.5) + 1
+        assert paper == round(attention_paper_mib(seconds))
+        assert measured > paper  # the whole forward (the subsampling convolutions above all) needs more
+    assert int(released.MAX_SEGMENT_SECONDS) in released.SEGMENT_MEMORY_MIB
