@@ -8,9 +8,9 @@ real-size model, run a 2 s warm-up forward, then sample the process's RSS every 
 of one clip of that length. The figure is the peak RSS during the forward minus the RSS before it.
 
 Beside it, the attention on paper (`attention_paper_mib`): NeMo's RelPositionMultiHeadAttention (use_pytorch_sdpa
-false, the default) materialises T x T float32 scores per head even under chunked_limited masking and even under
-bf16 autocast (it casts to float32); at its peak, in forward_attention, seven T x T x heads float32 buffers are
-alive (matrix_bd padded to 2T by rel_shift: 2, matrix_ac, scores, masked scores, softmax, masked softmax).
+false, the default) materialises T x T scores per head even under chunked_limited masking; at its peak, in
+forward_attention, seven T x T x heads float32 buffers are alive (matrix_bd padded to 2T by rel_shift: 2, matrix_ac,
+scores, masked scores, softmax, masked softmax). Float32 only: under bf16 autocast some of them are bf16.
 T = 12.5 encoder frames per second.
 """
 

@@ -182,8 +182,8 @@ PROMPT_HIDDEN = 2 * ENCODER["d_model"]
 # encoder at [56, 13], prompt kernel) over the RSS of the loaded model (3.3 GiB), measured by
 # `python -m benchmarks.segment_memory` (one process per length, 2-core AMD EPYC, 24 GiB; 2026-12-03), beside the
 # attention scores on paper (NeMo's RelPositionMultiHeadAttention keeps 7 T x T x 8-head float32 buffers alive at
-# its peak, T = 12.5 frames per second, even under chunked_limited masking and even under bf16 autocast, where it
-# casts to float32). Two phases, the larger one sets the peak: the subsampling convolutions (linear, ~10.5 MiB per
+# its peak, T = 12.5 frames per second, even under chunked_limited masking; under bf16 autocast some of them are
+# bf16: not measured). Two phases, the larger one sets the peak: the subsampling convolutions (linear, ~10.5 MiB per
 # second of audio: 256 channels over 50 mel frames x 64 bins per second, padded copies included) and the
 # attention (quadratic: 0.033 MiB x seconds^2). They cross near 300 s; from there memory grows with the square.
 # seconds: (encoder frames, measured peak over the loaded model in MiB, attention scores on paper in MiB)

@@ -37,7 +37,7 @@ _WORDS = {
 
 @dataclass(frozen=True)
 class TinyModelSpec:
-    """Sizes of a model of the released configuration. The defaults give a ~0.3M-parameter model for CPU tests;
+    """Sizes of a model of the released configuration. The defaults give a 0.38M-parameter model for CPU tests;
     `att_context_sizes` and `prompt_dictionary` default to the release's and are there to test other checkpoints."""
 
     n_layers: int = 2
