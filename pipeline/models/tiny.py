@@ -55,6 +55,10 @@ class TinyModelSpec:
     # dominates the run time; a trained model emits a few tokens per second of speech. A raised blank bias makes a
     # random model emit about as sparsely, for throughput measurements.
     blank_bias: float = 0.0
+    # Added to the joint's logits of the language tags. A third of the small vocabulary is tags, so a random model
+    # writes them all the time, mostly of other languages than the one asked for; a trained model writes one per
+    # sentence. A negative tag bias makes a random model write them about as rarely.
+    tag_bias: float = 0.0
     extra_text: tuple[str, ...] = ()
 
     @classmethod
@@ -190,10 +194,11 @@ def build_model(spec: TinyModelSpec = TinyModelSpec()):
     work = Path(tempfile.mkdtemp(prefix="tiny-tokenizer-"))
     cfg = OmegaConf.create(model_config(spec, _train_tokenizer(spec, work)))
     model = EncDecRNNTBPEModelWithPrompt(cfg=cfg)
-    if spec.blank_bias:
-        with torch.no_grad():
-            final = [m for m in model.joint.joint_net.modules() if isinstance(m, torch.nn.Linear)][-1]
-            final.bias[model.joint.num_classes_with_blank - 1] += spec.blank_bias  # blank is the last class
+    final = [m for m in model.joint.joint_net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        final.bias[model.joint.num_classes_with_blank - 1] += spec.blank_bias  # blank is the last class
+        for locale in spec.tag_locales:
+            final.bias[model.tokenizer.token_to_id(f"<{locale}>")] += spec.tag_bias
     return model.eval()
 
 
