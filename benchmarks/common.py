@@ -22,7 +22,17 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
-def _ray_workers() -> dict[int, str]:
+def _session(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _ray_workers(session: int | None = None) -> dict[int, str]:
+    """pid -> command of every Ray worker process (`ray::...`), or only those of one process session (a cluster
+    started with `ray start` in its own session keeps its workers there: other Ray clusters on the machine are not
+    counted)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -30,7 +40,7 @@ def _ray_workers() -> dict[int, str]:
                 cmd = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
             except OSError:
                 continue
-            if cmd.startswith("ray::"):
+            if cmd.startswith("ray::") and (session is None or _session(int(entry.name)) == session):
                 found[int(entry.name)] = cmd
     return found
 
@@ -46,22 +56,33 @@ def _rss_kib(pid: int) -> int:
 
 
 class WorkerMemory:
-    """Samples the RSS of every Ray worker process (`ray::...`) while it runs: the peak of any one worker, and the
-    peak of their sum. Linux only (/proc)."""
+    """Samples the RSS of every Ray worker process (`ray::...`; of one process session if `session` is given) while
+    it runs: the peak of any one worker, the peak of their sum, and per command (`ray::MapWorker(...)`, the actor
+    pool's workers; `ray::MapBatches(decode_batch)`, ...) the peak and the last sample. Linux only (/proc)."""
 
-    def __init__(self, interval: float = 0.1):
+    def __init__(self, interval: float = 0.1, session: int | None = None):
         self.interval = interval
+        self.session = session
         self.peak_worker_mib = 0.0
         self.peak_total_mib = 0.0
+        self.peak_by_command_mib: dict[str, float] = {}
+        self.last_by_command_mib: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            sizes = [_rss_kib(pid) / 1024 for pid in _ray_workers()]
+            workers = _ray_workers(self.session)
+            sizes = {pid: _rss_kib(pid) / 1024 for pid in workers}
             if sizes:
-                self.peak_worker_mib = max(self.peak_worker_mib, max(sizes))
-                self.peak_total_mib = max(self.peak_total_mib, sum(sizes))
+                self.peak_worker_mib = max(self.peak_worker_mib, max(sizes.values()))
+                self.peak_total_mib = max(self.peak_total_mib, sum(sizes.values()))
+            seen: dict[str, float] = {}
+            for pid, mib in sizes.items():
+                command = workers[pid].split()[0]
+                self.peak_by_command_mib[command] = max(self.peak_by_command_mib.get(command, 0.0), mib)
+                seen[command] = max(seen.get(command, 0.0), mib)
+            self.last_by_command_mib.update(seen)  # each command's RSS when last seen (before it exited)
             time.sleep(self.interval)
 
     def __enter__(self) -> "WorkerMemory":

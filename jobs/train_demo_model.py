@@ -1,6 +1,6 @@
 """Train the demo model: a small EncDecRNNTBPEModelWithPrompt (the Nemotron 3.5 ASR class) on synthetic espeak-ng
 speech in four languages, with the real recipe (language tags after each sentence, locale or `auto` prompts,
-multi-lookahead over the five att_context_size values); save a .nemo under 20 MB and a metrics file.
+multi-lookahead over the released att_context_size values); save a .nemo under 20 MB and a metrics file.
 
     python -m jobs.synth_speech output_dir=build/synth seed=0 hours=12
     python -m jobs.train_demo_model data_dir=build/synth device=cuda [key=value ...]   # over conf/train_demo.yaml

@@ -10,6 +10,7 @@ What we keep from `transcribe()`: eval mode, no dither, no feature padding, clip
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING, Sequence
 
@@ -68,6 +69,36 @@ def describe(model_path: str) -> ModelCard:
         prompt_dictionary={dictionary_key(k): int(v) for k, v in prompts.items()},
         att_context_sizes=tuple((int(c[0]), int(c[1])) for c in contexts),
     )
+
+
+@functools.cache
+def float32_prompt_kernel_class():
+    """The class below, built on first use: this module imports torch only with NeMo, when a model is loaded."""
+    import torch
+
+    class Float32PromptKernel(torch.nn.Module):
+        """Runs the prompt kernel (the MLP that mixes the one-hot language prompt into the encoder output) in
+        float32 with autocast off, whatever the precision around it; NeMo casts its output back to the encoder's
+        dtype.
+
+        Why: in bf16 the one-hot's contribution drowns in the rounding of the encoder's activations and decoding
+        silently ignores the requested language. NVIDIA's newer prompt code does exactly this
+        (`_Float32PromptProjection` and `apply_lang_id_prompt` in NVIDIA-NeMo/Speech,
+        nemo/collections/asr/parts/mixins/lang_id_prompt.py, commit 257748a8: "Measured on a released 0.6B unified
+        checkpoint, the language-discriminative part of the output is 0.1-1% of its total magnitude, so in bfloat16
+        it falls into the mantissa noise ... decoding silently ignores the requested language"). NeMo 3.0.0's
+        PromptStreamingMixin, which EncDecRNNTBPEModelWithPrompt uses, has no such guard: under autocast its prompt
+        kernel runs in bf16."""
+
+        def __init__(self, kernel: torch.nn.Module):
+            super().__init__()
+            self.kernel = kernel.float()  # the checkpoint's Sequential: a hook on it sees float32 in and out
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return self.kernel(x.float())
+
+    return Float32PromptKernel
 
 
 class NemotronRNNT:
@@ -130,6 +161,8 @@ class NemotronRNNT:
 
         model.preprocessor.featurizer.dither = 0.0
         model.preprocessor.featurizer.pad_to = 0
+        if self.dtype != "float32":
+            model.prompt_kernel = float32_prompt_kernel_class()(model.prompt_kernel)
         model.eval()
         self.model = model
         self.sample_rate = int(model.cfg.get("sample_rate", 16000))
@@ -138,9 +171,11 @@ class NemotronRNNT:
             model.cfg.decoding.get("greedy", {}).get("use_cuda_graph_decoder", True))
 
     def _autocast(self):
-        if self.device.type == "cuda" and self.dtype != "float32":
-            dtype = getattr(self._torch, self.dtype)
-            return self._torch.autocast(device_type="cuda", dtype=dtype)
+        """Mixed precision for `dtype` bfloat16|float16: on a GPU either; on CPU bfloat16 only (torch's CPU autocast
+        is meant for bfloat16), so the bf16 path can be tested without a GPU. The weights stay float32."""
+        dtype = self.dtype
+        if dtype != "float32" and (self.device.type == "cuda" or dtype == "bfloat16"):
+            return self._torch.autocast(device_type=self.device.type, dtype=getattr(self._torch, dtype))
         return contextlib.nullcontext()
 
     def prompt_index(self, locale: str) -> int:

@@ -1,27 +1,29 @@
-"""Build small checkpoints of the real model class, with no download.
+"""Build faithful miniatures of the released checkpoint, with no download.
 
 The production model is `nvidia/nemotron-3.5-asr-streaming-0.6b`, an `EncDecRNNTBPEModelWithPrompt`: a cache-aware
 FastConformer encoder, a prompt kernel that conditions the RNNT joint on a locale, and a SentencePiece vocabulary in
-which `<xx-XX>` language tags are ordinary tokens. Tests, the offline demo and the CPU benchmarks need a checkpoint
-of exactly that class (so every code path that touches NeMo is the real one) but small enough to build in seconds
-and run on two CPU cores. This module builds one from an OmegaConf config and saves it as a `.nemo`.
+which `<xx-YY>` language tags are ordinary tokens. Tests, the offline demo and the CPU benchmarks need a checkpoint
+of exactly that class (so every code path that touches NeMo is the real one), small enough to build in seconds and
+run on two CPU cores, and faithful enough not to hide bugs the real one would show.
 
-`TinyModelSpec` also describes a model of the real size (`TinyModelSpec.real_size()`) for GPU throughput runs:
-same shapes as the released checkpoint, random weights.
+So the small model differs from the release only in its sizes (layers, widths, vocabulary) and its random weights.
+Everything else comes from `pipeline.models.released`: the full prompt dictionary with its aliases and 128 prompt
+slots, the latency list in its order, 128 mel features and the preprocessor settings, the encoder's options, the
+decoding settings, and a tokenizer that has a tag for every locale the model can be prompted with (the form the
+model writes, `released.tag_locales`).
+
+`TinyModelSpec.real_size()` is the same configuration at the released sizes (637,997,088 parameters), with random
+weights, for the CPU and GPU benchmarks.
 """
 
 from __future__ import annotations
 
 import random
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-# The locales of the small model: tags the tokenizer knows and prompts the prompt kernel accepts.
-# `auto` sits at index 101 as in the released checkpoint.
-DEFAULT_LOCALES: tuple[str, ...] = ("en-US", "es-ES", "de-DE", "fr-FR", "ja-JP")
-AUTO_PROMPT_INDEX = 101
-ATT_CONTEXT_SIZES: list[list[int]] = [[56, 0], [56, 1], [56, 3], [56, 6], [56, 13]]
+from pipeline.models import released
 
 # A few words per language, only so SentencePiece has text to build a vocabulary from.
 _WORDS = {
@@ -35,56 +37,74 @@ _WORDS = {
 
 @dataclass(frozen=True)
 class TinyModelSpec:
-    """Shapes of a model of the real class. The defaults give a ~0.2M-parameter model for CPU tests."""
+    """Sizes of a model of the released configuration. The defaults give a 0.38M-parameter model for CPU tests;
+    `att_context_sizes` and `prompt_dictionary` default to the release's and are there to test other checkpoints."""
 
     n_layers: int = 2
     d_model: int = 64
     n_heads: int = 4
-    n_mels: int = 80
-    vocab_size: int = 64
+    subsampling_conv_channels: int = 32
+    vocab_size: int = 256  # room for the 83 tags and the characters of the training text
     pred_hidden: int = 64
+    pred_rnn_layers: int = released.PRED_RNN_LAYERS
     joint_hidden: int = 64
-    conv_kernel_size: int = 9
-    locales: tuple[str, ...] = DEFAULT_LOCALES
+    att_context_sizes: tuple[tuple[int, int], ...] = released.ATT_CONTEXT_SIZES
+    prompt_dictionary: dict[str, int] = field(default_factory=lambda: dict(released.PROMPT_DICTIONARY))
     seed: int = 0
     # Added to the joint's blank logit. Random weights emit up to max_symbols tokens per frame, so greedy decoding
     # dominates the run time; a trained model emits a few tokens per second of speech. A raised blank bias makes a
     # random model emit about as sparsely, for throughput measurements.
     blank_bias: float = 0.0
-    extra_text: tuple[str, ...] = field(default_factory=tuple)
+    # Added to the joint's logits of the language tags. A third of the small vocabulary is tags, so a random model
+    # writes them all the time, mostly of other languages than the one asked for; a trained model writes one per
+    # sentence. A negative tag bias makes a random model write them about as rarely.
+    tag_bias: float = 0.0
+    extra_text: tuple[str, ...] = ()
 
     @classmethod
-    def real_size(cls) -> "TinyModelSpec":
-        """The released checkpoint's shapes (24 layers, d_model 1024, 128 mels, ~13k vocabulary)."""
-        return cls(n_layers=24, d_model=1024, n_heads=8, n_mels=128, vocab_size=13_088, pred_hidden=640,
-                   joint_hidden=640, conv_kernel_size=9)
+    def real_size(cls, **overrides) -> "TinyModelSpec":
+        """The released checkpoint's sizes (24 layers, d_model 1024, 13,087 pieces): 637,997,088 parameters."""
+        sizes = dict(n_layers=released.ENCODER["n_layers"], d_model=released.ENCODER["d_model"],
+                     n_heads=released.ENCODER["n_heads"],
+                     subsampling_conv_channels=released.ENCODER["subsampling_conv_channels"],
+                     vocab_size=released.VOCAB_SIZE, pred_hidden=released.PRED_HIDDEN,
+                     joint_hidden=released.JOINT_HIDDEN)
+        return cls(**{**sizes, **overrides})
+
+    @property
+    def tag_locales(self) -> tuple[str, ...]:
+        """The locales whose tags the tokenizer holds: one per prompt index, in the form the model writes."""
+        return released.tag_locales(self.prompt_dictionary)
 
 
 def _train_tokenizer(spec: TinyModelSpec, out_dir: Path) -> Path:
+    """A SentencePiece Unigram model (as released) with every tag as a user-defined symbol, exactly
+    `spec.vocab_size` pieces (a small corpus yields fewer: the rest are filled with pieces no text produces)."""
     import sentencepiece as spm
 
     rng = random.Random(spec.seed)
     lines = []
     for _ in range(400):
-        locale = rng.choice(spec.locales)
-        words = _WORDS.get(locale, _WORDS["en-US"]).split()
+        words = _WORDS[rng.choice(sorted(_WORDS))].split()
         lines.append(" ".join(rng.choice(words) for _ in range(rng.randint(3, 10))))
     lines.extend(spec.extra_text)
     corpus = out_dir / "corpus.txt"
     corpus.write_text("\n".join(lines), encoding="utf-8")
-    tags = [f"<{loc}>" for loc in spec.locales]
+    tags = [f"<{loc}>" for loc in spec.tag_locales]
     spm.SentencePieceTrainer.train(
         input=str(corpus),
         model_prefix=str(out_dir / "tokenizer"),
         vocab_size=spec.vocab_size,
-        model_type="bpe" if spec.vocab_size < 1000 else "unigram",
+        model_type=released.TOKENIZER_MODEL_TYPE,
         character_coverage=1.0,
         user_defined_symbols=tags,
         bos_id=-1,
         eos_id=-1,
         hard_vocab_limit=False,
+        num_threads=1,
         minloglevel=2,
     )
+    _fill_vocabulary(out_dir / "tokenizer.model", spec.vocab_size)
     # NeMo reads `tokenizer.model` and registers `vocab.txt` (one piece per line) as a checkpoint artifact.
     processor = spm.SentencePieceProcessor(model_file=str(out_dir / "tokenizer.model"))
     pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
@@ -92,12 +112,37 @@ def _train_tokenizer(spec: TinyModelSpec, out_dir: Path) -> Path:
     return out_dir
 
 
+def _fill_vocabulary(model_file: Path, vocab_size: int) -> None:
+    """Append pieces until the model has `vocab_size`: the joint's width is the release's whatever the corpus."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    model = pb.ModelProto()
+    model.ParseFromString(model_file.read_bytes())
+    have = {p.piece for p in model.pieces}
+    if len(model.pieces) > vocab_size:
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the {len(model.pieces)} pieces the tags and "
+                         "characters need")
+    lowest = min(p.score for p in model.pieces)
+    n = 0
+    while len(model.pieces) < vocab_size:
+        n += 1
+        piece = "▁zq" + "".join("abcdefghijklmnopqrstuvwxyz"[int(d)] for d in str(n))
+        if piece in have:
+            continue
+        model.pieces.add(piece=piece, score=lowest - 1.0 - n * 1e-4, type=pb.ModelProto.SentencePiece.NORMAL)
+    model.trainer_spec.vocab_size = vocab_size
+    model_file.write_bytes(model.SerializeToString())
+
+
 def model_config(spec: TinyModelSpec, tokenizer_dir: Path) -> dict:
-    """The OmegaConf dict of an EncDecRNNTBPEModelWithPrompt with a cache-aware encoder."""
-    prompt_dictionary = {loc: i for i, loc in enumerate(spec.locales)}
-    prompt_dictionary["auto"] = AUTO_PROMPT_INDEX
+    """The OmegaConf dict of an EncDecRNNTBPEModelWithPrompt: the released configuration at `spec`'s sizes."""
+    encoder = {**released.ENCODER, "n_layers": spec.n_layers, "d_model": spec.d_model, "n_heads": spec.n_heads,
+               "subsampling_conv_channels": spec.subsampling_conv_channels,
+               "att_context_size": [list(c) for c in spec.att_context_sizes],
+               # Inference-only models: no dropout (the trainer in pipeline.models.training sets its own).
+               "dropout": 0.0, "dropout_pre_encoder": 0.0, "dropout_emb": 0.0, "dropout_att": 0.0}
     return {
-        "sample_rate": 16000,
+        "sample_rate": released.SAMPLE_RATE,
         "log_prediction": False,
         "compute_eval_loss": False,
         "model_defaults": {
@@ -105,60 +150,20 @@ def model_config(spec: TinyModelSpec, tokenizer_dir: Path) -> dict:
             "pred_hidden": spec.pred_hidden,
             "joint_hidden": spec.joint_hidden,
             "initialize_prompt_feature": True,
-            "num_prompts": 128,
-            "prompt_dictionary": prompt_dictionary,
+            "num_prompts": released.NUM_PROMPTS,
+            "prompt_dictionary": dict(spec.prompt_dictionary),
         },
-        "tokenizer": {"dir": str(tokenizer_dir), "type": "bpe"},
-        "preprocessor": {
-            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-            "sample_rate": 16000,
-            "normalize": "NA",
-            "window_size": 0.025,
-            "window_stride": 0.01,
-            "window": "hann",
-            "features": spec.n_mels,
-            "n_fft": 512,
-            "log": True,
-            "frame_splicing": 1,
-            "dither": 0.0,
-            "pad_to": 0,
-            "pad_value": 0.0,
-        },
+        "tokenizer": {"dir": str(tokenizer_dir), "type": "bpe"},  # NeMo's name for any SentencePiece model
+        "preprocessor": dict(released.PREPROCESSOR),
         "spec_augment": None,
-        "encoder": {
-            "_target_": "nemo.collections.asr.modules.ConformerEncoder",
-            "feat_in": spec.n_mels,
-            "feat_out": -1,
-            "n_layers": spec.n_layers,
-            "d_model": spec.d_model,
-            "subsampling": "dw_striding",
-            "subsampling_factor": 8,
-            "subsampling_conv_channels": spec.d_model,
-            "causal_downsampling": True,
-            "ff_expansion_factor": 4,
-            "self_attention_model": "rel_pos",
-            "n_heads": spec.n_heads,
-            "att_context_size": ATT_CONTEXT_SIZES,
-            "att_context_probs": None,
-            "att_context_style": "chunked_limited",
-            "xscaling": True,
-            "untie_biases": True,
-            "pos_emb_max_len": 5000,
-            "conv_kernel_size": spec.conv_kernel_size,
-            "conv_norm_type": "layer_norm",
-            "conv_context_size": "causal",
-            "dropout": 0.0,
-            "dropout_pre_encoder": 0.0,
-            "dropout_emb": 0.0,
-            "dropout_att": 0.0,
-        },
+        "encoder": encoder,
         "decoder": {
             "_target_": "nemo.collections.asr.modules.RNNTDecoder",
             "normalization_mode": None,
             "random_state_sampling": False,
-            "blank_as_pad": True,
-            "prednet": {"pred_hidden": spec.pred_hidden, "pred_rnn_layers": 2 if spec.n_layers > 4 else 1,
-                        "t_max": None, "dropout": 0.0},
+            "blank_as_pad": released.BLANK_AS_PAD,
+            "prednet": {"pred_hidden": spec.pred_hidden, "pred_rnn_layers": spec.pred_rnn_layers, "t_max": None,
+                        "dropout": 0.0},
         },
         "joint": {
             "_target_": "nemo.collections.asr.modules.RNNTJoint",
@@ -166,28 +171,34 @@ def model_config(spec: TinyModelSpec, tokenizer_dir: Path) -> dict:
             "preserve_memory": False,
             "fuse_loss_wer": False,
             "fused_batch_size": 4,
-            "jointnet": {"joint_hidden": spec.joint_hidden, "activation": "relu", "dropout": 0.0},
+            "jointnet": {"joint_hidden": spec.joint_hidden, "activation": released.JOINT_ACTIVATION, "dropout": 0.0},
         },
-        "decoding": {"strategy": "greedy_batch", "greedy": {"max_symbols": 10}, "strip_lang_tags": False},
+        "decoding": {"strategy": "greedy_batch", "greedy": {"max_symbols": released.MAX_SYMBOLS_PER_STEP},
+                     "strip_lang_tags": False},
         "loss": {"loss_name": "default"},
         "optim": {"name": "adamw", "lr": 1e-3},
     }
 
 
 def build_model(spec: TinyModelSpec = TinyModelSpec()):
-    """An in-memory EncDecRNNTBPEModelWithPrompt with seeded random weights."""
-    import torch
-    from omegaconf import OmegaConf
-    from nemo.collections.asr.models import EncDecRNNTBPEModelWithPrompt
+    """An in-memory EncDecRNNTBPEModelWithPrompt with seeded random weights (eval mode)."""
+    import logging
 
+    import torch
+    from nemo.collections.asr.models import EncDecRNNTBPEModelWithPrompt
+    from nemo.utils import logging as nemo_logging
+    from omegaconf import OmegaConf
+
+    nemo_logging.setLevel(logging.WARNING)
     torch.manual_seed(spec.seed)
     work = Path(tempfile.mkdtemp(prefix="tiny-tokenizer-"))
     cfg = OmegaConf.create(model_config(spec, _train_tokenizer(spec, work)))
     model = EncDecRNNTBPEModelWithPrompt(cfg=cfg)
-    if spec.blank_bias:
-        with torch.no_grad():
-            final = [m for m in model.joint.joint_net.modules() if isinstance(m, torch.nn.Linear)][-1]
-            final.bias[model.joint.num_classes_with_blank - 1] += spec.blank_bias  # blank is the last class
+    final = [m for m in model.joint.joint_net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        final.bias[model.joint.num_classes_with_blank - 1] += spec.blank_bias  # blank is the last class
+        for locale in spec.tag_locales:
+            final.bias[model.tokenizer.token_to_id(f"<{locale}>")] += spec.tag_bias
     return model.eval()
 
 
@@ -206,13 +217,12 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description="Build a small EncDecRNNTBPEModelWithPrompt checkpoint (.nemo)")
     parser.add_argument("output", help="where to write the .nemo")
-    parser.add_argument("--real-size", action="store_true", help="the released model's shapes (random weights)")
+    parser.add_argument("--real-size", action="store_true", help="the released model's sizes (random weights)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--blank-bias", type=float, default=0.0, help="raise the blank logit (sparser output)")
     args = parser.parse_args(argv)
     spec = TinyModelSpec.real_size() if args.real_size else TinyModelSpec()
-    spec = TinyModelSpec(**{**spec.__dict__, "seed": args.seed, "blank_bias": args.blank_bias})
-    print(build_checkpoint(args.output, spec))
+    print(build_checkpoint(args.output, replace(spec, seed=args.seed, blank_bias=args.blank_bias)))
 
 
 if __name__ == "__main__":

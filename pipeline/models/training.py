@@ -2,16 +2,17 @@
 
 What "the real recipe" means here, piece by piece:
 - Model: the class of the released checkpoint, built from `pipeline.models.tiny.model_config` (cache-aware
-  FastConformer, `chunked_limited` attention over the five `att_context_size` values, causal convolutions, 8x
+  FastConformer, `chunked_limited` attention over the released `att_context_size` values, causal convolutions, 8x
   `dw_striding` subsampling, RNNT decoder and joint, a prompt kernel over 128 prompts with `auto` at 101), sized by
   `DemoModelSpec` so that the .nemo stays under 20 MB (weights stored as float16, see `save_nemo`).
 - Text: every sentence followed by its language tag (`Guten Tag.<de-DE> Hello.<en-US>`), the tags being
   SentencePiece user_defined_symbols (`train_tokenizer`), so the RNNT learns to emit them.
 - Prompts: each clip is conditioned on its locale, or on `auto` with probability `auto_prompt_prob`; a clip that
   mixes languages always on `auto`. In `auto` the tags are the only language signal, so the model learns language ID.
-- Multi-lookahead: every step trains one `att_context_size`, drawn by `LookaheadSampler` (each run of five steps is
-  a permutation of the five), so one model serves every latency. NeMo's encoder draws its own at random in training
-  mode; `set_step_lookahead` pins its draw to ours (one-hot `att_context_probs`), through the encoder's own code path.
+- Multi-lookahead: every step trains one `att_context_size`, drawn by `LookaheadSampler` (each run of as many steps
+  as there are settings is a permutation of them all), so one model serves every latency. NeMo's encoder draws its
+  own at random in training mode; `set_step_lookahead` pins its draw to ours (one-hot `att_context_probs`), through
+  the encoder's own code path.
 - Loss: RNNT (per-token mean). On a GPU NeMo's `warprnnt_numba` CUDA loss; elsewhere (and as the GPU fallback)
   `rnnt_loss_torch`, a vectorised PyTorch RNNT loss (NeMo's CPU losses take tens of seconds per batch). An optional
   training-only CTC head on the encoder output (`ctc_weight`, NeMo's hybrid-model convention
@@ -79,14 +80,21 @@ class DemoModelSpec:
 
 
 def demo_model_config(spec: DemoModelSpec, tokenizer_dir: str | Path, seed: int = 0) -> dict:
-    """The model's OmegaConf dict: `pipeline.models.tiny.model_config` with the demo's sizes, dropout and SpecAugment."""
+    """The model's OmegaConf dict: `pipeline.models.tiny.model_config` (the released configuration: latency list,
+    encoder options, prompt indices) with the demo's sizes, mel features, dropout and SpecAugment. The prompt
+    dictionary is the released one restricted to the demo's locales, so `de-DE` keeps its released index 9."""
+    from pipeline.models import released
     from pipeline.models.tiny import TinyModelSpec, model_config
 
-    tiny = TinyModelSpec(n_layers=spec.n_layers, d_model=spec.d_model, n_heads=spec.n_heads, n_mels=spec.n_mels,
-                         vocab_size=spec.vocab_size, pred_hidden=spec.pred_hidden, joint_hidden=spec.joint_hidden,
-                         conv_kernel_size=spec.conv_kernel_size, locales=tuple(spec.locales), seed=seed)
+    tiny = TinyModelSpec(n_layers=spec.n_layers, d_model=spec.d_model, n_heads=spec.n_heads,
+                         subsampling_conv_channels=spec.d_model, vocab_size=spec.vocab_size,
+                         pred_hidden=spec.pred_hidden, joint_hidden=spec.joint_hidden,
+                         prompt_dictionary=released.prompt_subset(spec.locales), seed=seed)
     cfg = model_config(tiny, Path(tokenizer_dir))
+    cfg["preprocessor"]["features"] = spec.n_mels
     encoder = cfg["encoder"]
+    encoder["feat_in"] = spec.n_mels
+    encoder["conv_kernel_size"] = spec.conv_kernel_size
     encoder["ff_expansion_factor"] = spec.ff_expansion_factor
     for key in ("dropout", "dropout_pre_encoder", "dropout_emb", "dropout_att"):
         encoder[key] = spec.dropout

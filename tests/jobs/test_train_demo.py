@@ -18,6 +18,7 @@ import soundfile as sf
 
 from jobs import synth_speech
 from jobs.synth_text import LANGUAGES, capacity, sentence_pool
+from pipeline.models.released import ATT_CONTEXT_SIZES
 from tests.audio_factory import tone
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -189,20 +190,22 @@ def test_torch_rnnt_loss_matches_nemo() -> None:
                           rnnt_loss_torch(logits.log_softmax(-1), targets, t_len, u_len, V), atol=1e-5)
 
 
-def test_lookahead_sampler_covers_all_five_sizes_every_five_steps() -> None:
-    from pipeline.models.tiny import ATT_CONTEXT_SIZES
+def test_lookahead_sampler_covers_every_size_in_each_run() -> None:
+    from pipeline.models.released import ATT_CONTEXT_SIZES
     from pipeline.models.training import LookaheadSampler
 
-    sampler = LookaheadSampler(ATT_CONTEXT_SIZES, seed=0)
-    draws = [sampler.next_index() for _ in range(20)]
-    for block in range(4):
-        assert sorted(draws[5 * block: 5 * block + 5]) == [0, 1, 2, 3, 4]
-    assert draws != list(range(5)) * 4  # shuffled, not a fixed cycle
-    state = sampler.state_dict()
-    ahead = [sampler.next_index() for _ in range(7)]
-    again = LookaheadSampler(ATT_CONTEXT_SIZES, seed=0)
-    again.load_state_dict(state)
-    assert [again.next_index() for _ in range(7)] == ahead
+    for sizes in (ATT_CONTEXT_SIZES, ((56, 0), (56, 1), (56, 3), (56, 6), (56, 13))):  # released, and another list
+        n = len(sizes)
+        sampler = LookaheadSampler(sizes, seed=0)
+        draws = [sampler.next_index() for _ in range(4 * n)]
+        for block in range(4):
+            assert sorted(draws[n * block: n * block + n]) == list(range(n))
+        assert draws != list(range(n)) * 4  # shuffled, not a fixed cycle
+        state = sampler.state_dict()
+        ahead = [sampler.next_index() for _ in range(7)]
+        again = LookaheadSampler(sizes, seed=0)
+        again.load_state_dict(state)
+        assert [again.next_index() for _ in range(7)] == ahead
 
 
 def test_epoch_batches_respect_the_padded_budget_and_cover_every_clip() -> None:
@@ -263,7 +266,7 @@ def test_language_tags_are_single_tokens(tone_set, tokenizer_dir) -> None:
     for locale in ("en-US", "es-ES", "de-DE", "fr-FR"):
         ids = tokenizer.text_to_ids(f"Hola.<{locale}>")
         assert tokenizer.ids_to_tokens(ids[-1:]) == [f"<{locale}>"]
-    assert trainer.prompts["auto"] == 101 and trainer.prompts["de-DE"] == 2
+    assert trainer.prompts["auto"] == 101 and trainer.prompts["de-DE"] == 9  # the released index
 
 
 def test_training_steps_run_and_every_lookahead_is_really_used(tone_set, tokenizer_dir, monkeypatch) -> None:
@@ -280,7 +283,9 @@ def test_training_steps_run_and_every_lookahead_is_really_used(tone_set, tokeniz
     assert trainer.run(on_step=lambda step, out: outs.append(out)) is True
     assert len(outs) == 5 and all(o["finite"] and np.isfinite(float(o["loss"])) for o in outs)
     assert used == [o["att_context_size"] for o in outs]
-    assert sorted(map(tuple, used)) == [(56, 0), (56, 1), (56, 3), (56, 6), (56, 13)]
+    sizes = [tuple(c) for c in trainer.model.encoder.att_context_size_all]
+    assert sorted(sizes) == sorted(ATT_CONTEXT_SIZES)  # the released latency list
+    assert sorted(map(tuple, used[:len(sizes)])) == sorted(sizes)  # each run of len(sizes) steps uses them all
     assert trainer.loss_fn.impl == "torch"  # CPU: the vectorised PyTorch loss
 
 
@@ -296,7 +301,7 @@ def test_loss_decreases_on_a_repeated_batch(tone_set, tokenizer_dir) -> None:
 def test_prompts_mixed_clips_always_auto(tone_set, tokenizer_dir) -> None:
     trainer = _trainer(tone_set, tokenizer_dir, auto_prompt_prob=0.0)
     assert trainer.prompt_indices([7]).tolist() == [101]  # the mixed clip
-    assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [0, 1, 2, 3]
+    assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [0, 2, 9, 8]  # en-US, es-ES, de-DE, fr-FR: released indices
     trainer = _trainer(tone_set, tokenizer_dir, auto_prompt_prob=1.0)
     assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [101] * 4
 
@@ -347,7 +352,8 @@ def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_s
     assert metrics["model"]["nemo_mb"] < 20 and nemo.stat().st_size < 20e6
 
     adapter = NemotronRNNT(ModelSettings(model_path=str(nemo), att_context_size=(56, 0), device="cpu"))
-    assert adapter.card.locales == ("de-DE", "en-US", "es-ES", "fr-FR")
+    # The released dictionary restricted to the four locales' indices, aliases included.
+    assert adapter.card.locales == ("de", "de-DE", "en", "en-US", "es-ES", "esES", "fr", "fr-FR")
     audio, _ = sf.read(tone_set / "audio" / "0.flac", dtype="float32")
     out = adapter.transcribe([AudioItem(audio, "en-US"), AudioItem(audio, "auto")])
     assert len(out) == 2 and all(isinstance(o.raw_text, str) for o in out)

@@ -12,10 +12,10 @@ from jobs.spec import JobSpec
 from pipeline.graph import ComputeSpec
 from pipeline.models.base import AudioItem, ModelOutput
 from pipeline.models.nemo_rnnt import NemotronRNNT, describe
-from pipeline.models.tiny import ATT_CONTEXT_SIZES, AUTO_PROMPT_INDEX, DEFAULT_LOCALES
+from pipeline.models.released import ATT_CONTEXT_SIZES, AUTO_PROMPT_INDEX, CANONICAL_LOCALES, PROMPT_DICTIONARY
 from tests.audio_factory import tone
 
-LOCALES = "de-DE, en-US, es-ES, fr-FR, ja-JP"
+LOCALES = ", ".join(sorted(CANONICAL_LOCALES))  # the tiny model has the released dictionary
 
 
 def model_spec(model_path, *, device: str = "cpu", dtype: str = "float32", **top) -> JobSpec:
@@ -26,7 +26,7 @@ def model_spec(model_path, *, device: str = "cpu", dtype: str = "float32", **top
 
 @pytest.fixture(scope="module")
 def adapter(tiny_model) -> NemotronRNNT:
-    return NemotronRNNT(model_spec(tiny_model, att_context_size=[56, 3], batch_size=2))
+    return NemotronRNNT(model_spec(tiny_model, att_context_size=[56, 6], batch_size=2))
 
 
 def _clip(seconds: float, freq: float, seed: int) -> np.ndarray:
@@ -65,11 +65,11 @@ def test_describe(tiny_model) -> None:
     assert card.model_path == str(tiny_model)
     assert card.model_class.endswith("EncDecRNNTBPEModelWithPrompt")
     assert card.sample_rate == 16000
-    assert card.prompt_dictionary == {"en-US": 0, "es-ES": 1, "de-DE": 2, "fr-FR": 3, "ja-JP": 4, "auto": 101}
+    assert card.prompt_dictionary == PROMPT_DICTIONARY
     assert card.prompt_dictionary["auto"] == AUTO_PROMPT_INDEX == 101
-    assert card.att_context_sizes == ((56, 0), (56, 1), (56, 3), (56, 6), (56, 13))
-    assert [list(c) for c in card.att_context_sizes] == ATT_CONTEXT_SIZES
-    assert card.locales == tuple(sorted(DEFAULT_LOCALES))
+    assert card.att_context_sizes == ((56, 3), (56, 0), (56, 6), (56, 13))
+    assert card.att_context_sizes == ATT_CONTEXT_SIZES
+    assert card.locales == tuple(sorted(CANONICAL_LOCALES))  # canonical: the aliases resolve to these
     assert card.most_accurate_att_context_size == (56, 13)
 
 
@@ -98,8 +98,8 @@ def test_describe_single_context_and_no_prompts(monkeypatch) -> None:
 
 
 def test_adapter_sets_att_context_size(adapter) -> None:
-    assert list(adapter.model.encoder.att_context_size) == [56, 3]
-    assert adapter.card.att_context_sizes == ((56, 0), (56, 1), (56, 3), (56, 6), (56, 13))
+    assert list(adapter.model.encoder.att_context_size) == [56, 6]  # not the checkpoint's default (the first)
+    assert adapter.card.att_context_sizes == ((56, 3), (56, 0), (56, 6), (56, 13))
     assert adapter.sample_rate == 16000
     assert adapter.device.type == "cpu"
     assert adapter.model.training is False
@@ -109,7 +109,7 @@ def test_adapter_sets_att_context_size(adapter) -> None:
 def test_att_context_size_not_offered(tiny_model) -> None:
     settings = model_spec(tiny_model, att_context_size=[70, 13])
     with pytest.raises(ValueError, match=r"att_context_size \[70, 13\] not offered by the checkpoint: "
-                                         r"\[\[56, 0\], \[56, 1\], \[56, 3\], \[56, 6\], \[56, 13\]\]"):
+                                         r"\[\[56, 3\], \[56, 0\], \[56, 6\], \[56, 13\]\]"):
         NemotronRNNT(settings)
 
 
@@ -167,11 +167,11 @@ def test_per_row_prompts_reach_the_model(adapter, forward_calls, monkeypatch) ->
     (order,) = plan_batches(durations, 3)
     assert order == [1, 2, 0]  # longest first
     sent = forward_calls[0]["prompt_indices"]
-    assert sent == [2, 101, 0]
+    assert sent == [9, 101, 0]  # de-DE is index 9 in the released dictionary
     by_row = [None] * 3
     for position, row in enumerate(order):
         by_row[row] = sent[position]
-    assert by_row == [0, 2, 101]
+    assert by_row == [0, 9, 101]
     assert forward_calls[0]["lengths"] == [38400, 28800, 19200]
 
 
@@ -186,7 +186,7 @@ def test_unknown_target_lang(adapter) -> None:
         adapter.transcribe([AudioItem(tone(1.0), "en-US"), AudioItem(tone(1.0), "xx-XX")])
     assert str(error.value) == f"unknown target_lang 'xx-XX'; this checkpoint knows: {LOCALES}, auto (and their aliases)"
     assert adapter.prompt_index("auto") == 101
-    assert adapter.prompt_index("ja-JP") == 4
+    assert adapter.prompt_index("ja-JP") == 10
 
 
 def test_cuda_graph_decoder_failure_falls_back_once(adapter, monkeypatch, caplog) -> None:
