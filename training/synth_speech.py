@@ -1,10 +1,10 @@
 """Multilingual synthetic speech for training and testing a small Nemotron-class model: espeak-ng voices reading
-sentences from per-language templates (`jobs.synth_text`), written as 16 kHz mono FLAC with NeMo manifests.
+sentences from per-language templates (`training.synth_text`), written as 16 kHz mono FLAC with NeMo manifests.
 
-    python -m jobs.synth_speech output_dir=build/synth seed=0 hours=12          # generate (key=value over
+    python -m training.synth_speech output_dir=build/synth seed=0 hours=12          # generate (key=value over
                                                                                   # conf/synth_speech.yaml)
-    python -m jobs.synth_speech --check build/synth                             # verify the held-out split
-    python -m jobs.synth_speech --bundle-espeak build/espeak                    # espeak-ng for a machine without apt
+    python -m training.synth_speech --check build/synth                             # verify the held-out split
+    python -m training.synth_speech --bundle-espeak build/espeak                    # espeak-ng for a machine without apt
 
 Output (`output_dir`):
     audio/{train,dev,test}/<split>-NNNNNN.flac
@@ -15,7 +15,7 @@ Output (`output_dir`):
     summary.json                     sizes per split and locale, the held-out voices, the settings
 
 How the set is made:
-- Sentences: for each locale a pool of distinct template sentences (`jobs.synth_text.sentence_pool`); the first
+- Sentences: for each locale a pool of distinct template sentences (`training.synth_text.sentence_pool`); the first
   `test_sentences_per_locale` go to test, the next `dev_sentences_per_locale` to dev, the rest to train. A sentence
   is in one split only, also inside mixed-language clips.
 - Voices: espeak-ng's voice for the locale with a voice variant (`de+m3`: a different speaker model), a speed
@@ -56,7 +56,7 @@ from typing import Optional
 from omegaconf import MISSING
 
 from jobs.config import ConfigError, load_structured
-from jobs.synth_text import LANGUAGES, sentence_pool
+from training.synth_text import LANGUAGES, sentence_pool
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "conf" / "synth_speech.yaml"
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--check":
         if len(argv) != 2:
-            print("usage: python -m jobs.synth_speech --check OUTPUT_DIR", file=sys.stderr)
+            print("usage: python -m training.synth_speech --check OUTPUT_DIR", file=sys.stderr)
             return 2
         try:
             print(json.dumps(check_split(argv[1]), indent=2))
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv and argv[0] == "--bundle-espeak":
         if len(argv) != 2:
-            print("usage: python -m jobs.synth_speech --bundle-espeak DEST_DIR", file=sys.stderr)
+            print("usage: python -m training.synth_speech --bundle-espeak DEST_DIR", file=sys.stderr)
             return 2
         bundle_espeak(argv[1])
         return 0

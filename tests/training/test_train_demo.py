@@ -1,5 +1,5 @@
-"""Tests for the demo-model training job: synthetic speech (jobs.synth_speech, jobs.synth_text), the training loop and
-its pieces (pipeline.models.training), and the job (jobs.train_demo_model).
+"""Tests for the demo-model training job: synthetic speech (training.synth_speech, training.synth_text), the training
+loop and its pieces (training.recipe), and the job (training.train_demo_model).
 
 Everything here is sized for two CPU cores: a few espeak-ng clips, a ~0.35M-parameter model of the real class, a
 handful of steps. Only the synthesis tests need espeak-ng; the training tests read tones (no espeak-ng).
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jobs import synth_speech
-from jobs.synth_text import LANGUAGES, capacity, sentence_pool
+from training import synth_speech
+from training.synth_text import LANGUAGES, capacity, sentence_pool
 from tests.audio_factory import tone
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -166,7 +166,7 @@ def test_torch_rnnt_loss_matches_nemo() -> None:
     import torch
     from nemo.collections.asr.losses.rnnt import RNNTLoss
 
-    from pipeline.models.training import rnnt_loss_torch
+    from training.recipe import rnnt_loss_torch
 
     gen = torch.Generator().manual_seed(0)
     B, T, U, V = 3, 9, 4, 7
@@ -191,7 +191,7 @@ def test_torch_rnnt_loss_matches_nemo() -> None:
 
 def test_lookahead_sampler_covers_all_five_sizes_every_five_steps() -> None:
     from pipeline.models.tiny import ATT_CONTEXT_SIZES
-    from pipeline.models.training import LookaheadSampler
+    from training.recipe import LookaheadSampler
 
     sampler = LookaheadSampler(ATT_CONTEXT_SIZES, seed=0)
     draws = [sampler.next_index() for _ in range(20)]
@@ -206,7 +206,7 @@ def test_lookahead_sampler_covers_all_five_sizes_every_five_steps() -> None:
 
 
 def test_epoch_batches_respect_the_padded_budget_and_cover_every_clip() -> None:
-    from pipeline.models.training import epoch_batches
+    from training.recipe import epoch_batches
 
     durations = np.random.default_rng(0).uniform(1, 8, 200)
     batches = epoch_batches(durations, batch_seconds=30, max_clips=16, seed=0, epoch=0)
@@ -242,14 +242,14 @@ def tone_set(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tone_set, tmp_path_factory) -> Path:
-    from pipeline.models.training import LOCALES, read_manifest, train_tokenizer
+    from training.recipe import LOCALES, read_manifest, train_tokenizer
 
     texts = [e["text"] for e in read_manifest(tone_set / "train_manifest.json")]
     return train_tokenizer(texts, LOCALES, 96, tmp_path_factory.mktemp("tok"))
 
 
 def _trainer(tone_set, tokenizer_dir, **settings):
-    from pipeline.models.training import ClipSet, DemoModelSpec, Trainer, TrainSettings, build_demo_model
+    from training.recipe import ClipSet, DemoModelSpec, Trainer, TrainSettings, build_demo_model
 
     model = build_demo_model(DemoModelSpec(**TINY_MODEL), tokenizer_dir, seed=0)
     data = ClipSet(tone_set / "train_manifest.json", model.tokenizer, threads=2)
@@ -321,7 +321,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tone_set, tokenizer_dir, tmp_p
 def test_config_file_matches_the_dataclass() -> None:
     from omegaconf import OmegaConf
 
-    from jobs.train_demo_model import DEFAULT_CONFIG, TrainDemoConfig
+    from training.train_demo_model import DEFAULT_CONFIG, TrainDemoConfig
 
     keys = set(OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG)))
     assert keys == set(TrainDemoConfig.__dataclass_fields__)
@@ -329,7 +329,7 @@ def test_config_file_matches_the_dataclass() -> None:
 
 
 def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_set, tmp_path) -> None:
-    from jobs import train_demo_model
+    from training import train_demo_model
     from pipeline.models.base import AudioItem, ModelSettings
     from pipeline.models.nemo_rnnt import NemotronRNNT
 

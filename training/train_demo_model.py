@@ -2,8 +2,8 @@
 speech in four languages, with the real recipe (language tags after each sentence, locale or `auto` prompts,
 multi-lookahead over the five att_context_size values); save a .nemo under 20 MB and a metrics file.
 
-    python -m jobs.synth_speech output_dir=build/synth seed=0 hours=12
-    python -m jobs.train_demo_model data_dir=build/synth device=cuda [key=value ...]   # over conf/train_demo.yaml
+    python -m training.synth_speech output_dir=build/synth seed=0 hours=12
+    python -m training.train_demo_model data_dir=build/synth device=cuda [key=value ...]   # over conf/train_demo.yaml
 
 Writes (under `work_dir`, default build/train_demo):
     tokenizer/         SentencePiece BPE over the training text, tags as user_defined_symbols (made once, reused)
@@ -33,7 +33,7 @@ about a minute for 12 h). Carrying audio instead does not scale: FLAC of this sp
 
 1. Here, once (this machine has apt, gcc and pip; both folders are git-ignored):
 
-    .venv/bin/python -m jobs.synth_speech --bundle-espeak build/espeak
+    .venv/bin/python -m training.synth_speech --bundle-espeak build/espeak
         # apt-get download espeak-ng libespeak-ng1 espeak-ng-data libsonic0 (4.8 MB of .deb), dpkg-deb -x into
         # build/espeak, a stub libpcaudio.so.0 compiled with gcc in place of libpcaudio0 (whose libpulse0 and
         # libasound2 dependencies are not needed to write files), only the en/es/de/fr dictionaries kept: 2.4 MB.
@@ -60,15 +60,15 @@ about a minute for 12 h). Carrying audio instead does not scale: FLAC of this sp
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
       && export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 || exit 1
-    python3 -m jobs.synth_speech output_dir=build/synth seed=0 hours=12 espeak_root=build/espeak workers=16 \
-      && python3 -m jobs.train_demo_model data_dir=build/synth device=cuda max_minutes=6
+    python3 -m training.synth_speech output_dir=build/synth seed=0 hours=12 espeak_root=build/espeak workers=16 \
+      && python3 -m training.train_demo_model data_dir=build/synth device=cuda max_minutes=6
     mkdir -p $OUT/r && cp build/train_demo/metrics.json build/train_demo/train.log build/train_demo/demo.nemo $OUT/r/
 
    Budget (estimates, nothing here was run on a GPU yet): pip ~20 s, synthesis ~1 min (measured here: 0.63 h in
    18 s on two busy cores), loading 12 h of FLAC ~20 s, NeMo import and model ~15 s, training `max_minutes`,
    saving and evaluation (460 clips x 2 latencies x given/auto) < 1 min. If `finished` is false and the machine is
    still warm (it stays 30 s after a call; build/ and /tmp/site stay with it), a second call resumes from
-   build/train_demo/state.pt: `export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1; python3 -m jobs.train_demo_model
+   build/train_demo/state.pt: `export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1; python3 -m training.train_demo_model
    data_dir=build/synth device=cuda max_minutes=8` and the `cp` line. state.pt (~95 MB) cannot come back through
    $OUT (16 MiB a file): a fresh machine starts over, so size `steps` to what one call trains.
    demo.nemo is about 16 MB, under the 16 MiB a file that comes back from $OUT may have.
@@ -91,7 +91,7 @@ from pathlib import Path
 from typing import Optional
 
 from jobs.config import ConfigError, load_structured
-from pipeline.models.training import DemoModelSpec, TrainSettings
+from training.recipe import DemoModelSpec, TrainSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "conf" / "train_demo.yaml"
@@ -101,7 +101,7 @@ DEFAULT_CONFIG = ROOT / "conf" / "train_demo.yaml"
 
 @dataclass
 class TrainDemoConfig(TrainSettings):
-    data_dir: str = "build/synth"  # output_dir of jobs.synth_speech
+    data_dir: str = "build/synth"  # output_dir of training.synth_speech
     work_dir: str = "build/train_demo"
     output_nemo: Optional[str] = None  # default <work_dir>/demo.nemo
     metrics_path: Optional[str] = None  # default <work_dir>/metrics.json
@@ -133,7 +133,7 @@ def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) 
     for name in ("train_manifest.json", cfg.eval_manifest):
         if not (data / name).exists():
             raise ConfigError(f"{data / name} not found: generate the data first "
-                              f"(python -m jobs.synth_speech output_dir={cfg.data_dir})")
+                              f"(python -m training.synth_speech output_dir={cfg.data_dir})")
     return cfg
 
 
@@ -145,7 +145,7 @@ def run(cfg: TrainDemoConfig) -> dict:
     """Train (or resume), save the .nemo, evaluate; returns the metrics (also written to metrics_path)."""
     import torch
 
-    from pipeline.models import training
+    from training import recipe
 
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -169,21 +169,21 @@ def run(cfg: TrainDemoConfig) -> dict:
 
     tokenizer_dir = work / "tokenizer"
     if not (tokenizer_dir / "tokenizer.model").exists():
-        texts = [e["text"] for e in training.read_manifest(train_manifest)]
-        training.train_tokenizer(texts, cfg.model.locales, cfg.model.vocab_size, tokenizer_dir)
+        texts = [e["text"] for e in recipe.read_manifest(train_manifest)]
+        recipe.train_tokenizer(texts, cfg.model.locales, cfg.model.vocab_size, tokenizer_dir)
         say(f"tokenizer: {cfg.model.vocab_size} BPE pieces over {len(texts)} training texts -> {tokenizer_dir}")
-    model = training.build_demo_model(cfg.model, tokenizer_dir, cfg.seed)
-    params = training.count_parameters(model)
+    model = recipe.build_demo_model(cfg.model, tokenizer_dir, cfg.seed)
+    params = recipe.count_parameters(model)
     say(f"model: {params / 1e6:.2f}M parameters, vocabulary {model.tokenizer.vocab_size}, "
         f"att_context_size {model.encoder.att_context_size_all}")
 
     t = time.monotonic()
-    data = training.ClipSet(train_manifest, model.tokenizer, threads=cfg.loader_threads, limit=cfg.train_limit)
+    data = recipe.ClipSet(train_manifest, model.tokenizer, threads=cfg.loader_threads, limit=cfg.train_limit)
     if device.startswith("cuda"):
         data.to(device)
     say(f"train set: {len(data)} clips, {data.hours:.2f} h, loaded in {time.monotonic() - t:.1f} s")
 
-    trainer = training.Trainer(model, data, _settings(cfg), device, log_fn=say)
+    trainer = recipe.Trainer(model, data, _settings(cfg), device, log_fn=say)
     state = work / "state.pt"
     if cfg.resume and state.exists():
         trainer.load_checkpoint(state)
@@ -194,7 +194,7 @@ def run(cfg: TrainDemoConfig) -> dict:
     say(f"training {'finished' if finished else 'stopped'} at step {done_steps}/{cfg.steps}"
         + ("" if finished else " (run again to resume)"))
 
-    training.save_nemo(model, nemo_path, cfg.save_dtype)
+    recipe.save_nemo(model, nemo_path, cfg.save_dtype)
     nemo_mb = nemo_path.stat().st_size / 1e6
     say(f"saved {nemo_path} ({nemo_mb:.2f} MB)")
 
@@ -223,7 +223,7 @@ def run(cfg: TrainDemoConfig) -> dict:
         torch.cuda.empty_cache()
     if cfg.evaluate:
         t = time.monotonic()
-        evaluation = training.evaluate(nemo_path, data_dir / cfg.eval_manifest, device=device,
+        evaluation = recipe.evaluate(nemo_path, data_dir / cfg.eval_manifest, device=device,
                                        batch_size=cfg.eval_batch_size, limit=cfg.eval_limit)
         metrics["evaluation"] = evaluation
         metrics["targets"] = evaluation["targets"]
