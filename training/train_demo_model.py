@@ -91,6 +91,7 @@ from pathlib import Path
 from typing import Optional
 
 from jobs.config import ConfigError, load_structured
+from training.cli import config_file_arg
 from training.recipe import DemoModelSpec, TrainSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,9 @@ class TrainDemoConfig(TrainSettings):
     eval_manifest: str = "test_manifest.json"  # inside data_dir
     eval_batch_size: int = 64
     eval_limit: Optional[int] = None  # only the first N clips (quick checks)
+    dev_manifest: str = "dev_manifest.json"  # inside data_dir: evaluated every eval_every steps during training
+    dev_limit: Optional[int] = None  # only the first N dev clips
+    threads: int = 0  # torch threads on CPU (0: torch's default, one per core)
     train_limit: Optional[int] = None  # only the first N training clips (quick checks)
     save_dtype: str = "float16"
     max_nemo_mb: float = 20.0
@@ -160,6 +164,8 @@ def run(cfg: TrainDemoConfig) -> dict:
         log_file.flush()
 
     started = time.monotonic()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     say(f"device {device} ({torch.cuda.get_device_name(device) if device.startswith('cuda') else platform.machine()})"
         f", torch {torch.__version__}, seed {cfg.seed}")
@@ -182,8 +188,15 @@ def run(cfg: TrainDemoConfig) -> dict:
     if device.startswith("cuda"):
         data.to(device)
     say(f"train set: {len(data)} clips, {data.hours:.2f} h, loaded in {time.monotonic() - t:.1f} s")
+    dev = None
+    if cfg.eval_every and (data_dir / cfg.dev_manifest).exists():
+        dev = recipe.ClipSet(data_dir / cfg.dev_manifest, model.tokenizer, threads=cfg.loader_threads,
+                             limit=cfg.dev_limit)
+        if device.startswith("cuda"):
+            dev.to(device)
+        say(f"dev set: {len(dev)} clips, {dev.hours:.2f} h, evaluated every {cfg.eval_every} steps")
 
-    trainer = recipe.Trainer(model, data, _settings(cfg), device, log_fn=say)
+    trainer = recipe.Trainer(model, data, _settings(cfg), device, log_fn=say, dev=dev)
     state = work / "state.pt"
     if cfg.resume and state.exists():
         trainer.load_checkpoint(state)
@@ -213,12 +226,13 @@ def run(cfg: TrainDemoConfig) -> dict:
                                   if device.startswith("cuda") else None),
             "lookahead_counts": {f"{a}_{b}": n for (a, b), n in zip(trainer.sizes, trainer.lookahead_counts)},
             "loss_curve": trainer.history,
+            "dev_curve": trainer.evals,
         },
         "model": {"parameters": params, "nemo_path": str(nemo_path), "nemo_mb": round(nemo_mb, 3),
                   "save_dtype": cfg.save_dtype, "spec": asdict(cfg.model)},
         "device": device, "torch": torch.__version__, "config": asdict(cfg),
     }
-    del trainer, data
+    del trainer, data, dev
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     if cfg.evaluate:
@@ -249,8 +263,9 @@ class SizeError(RuntimeError):
 
 
 def main(argv: list[str] | None = None) -> int:
+    config_file, overrides = config_file_arg(list(sys.argv[1:] if argv is None else argv), DEFAULT_CONFIG)
     try:
-        cfg = load_config(list(sys.argv[1:] if argv is None else argv))
+        cfg = load_config(overrides, config_file)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

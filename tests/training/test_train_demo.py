@@ -26,7 +26,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
 TINY_SYNTH = ["hours=0.01", "test_clips_per_locale=2", "dev_clips_per_locale=1", "test_mixed_clips=2",
               "dev_mixed_clips=1", "workers=2"]
 TINY_MODEL = dict(n_layers=2, d_model=64, n_heads=4, vocab_size=128, pred_hidden=64, joint_hidden=64, dropout=0.0,
-                  spec_augment=False)
+                  spec_augment=False, subsampling_conv_channels=16)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -263,11 +263,15 @@ def test_language_tags_are_single_tokens(tone_set, tokenizer_dir) -> None:
     for locale in ("en-US", "es-ES", "de-DE", "fr-FR"):
         ids = tokenizer.text_to_ids(f"Hola.<{locale}>")
         assert tokenizer.ids_to_tokens(ids[-1:]) == [f"<{locale}>"]
-    assert trainer.prompts["auto"] == 101 and trainer.prompts["de-DE"] == 2
+    # The released checkpoint's prompt dictionary, aliases included.
+    assert trainer.prompts["auto"] == 101 and trainer.prompts["de-DE"] == trainer.prompts["de"] == 9
+    assert trainer.prompts["en"] == trainer.prompts["en-US"] == 0 and trainer.prompts["es"] == 3
 
 
 def test_training_steps_run_and_every_lookahead_is_really_used(tone_set, tokenizer_dir, monkeypatch) -> None:
-    trainer = _trainer(tone_set, tokenizer_dir, steps=5)
+    from training.recipe import RELEASED_ATT_CONTEXT_SIZES
+
+    trainer = _trainer(tone_set, tokenizer_dir, steps=4)
     used = []
     original = trainer.model.encoder._create_masks
 
@@ -278,9 +282,9 @@ def test_training_steps_run_and_every_lookahead_is_really_used(tone_set, tokeniz
     monkeypatch.setattr(trainer.model.encoder, "_create_masks", recording)
     outs = []
     assert trainer.run(on_step=lambda step, out: outs.append(out)) is True
-    assert len(outs) == 5 and all(o["finite"] and np.isfinite(float(o["loss"])) for o in outs)
+    assert len(outs) == 4 and all(o["finite"] and np.isfinite(float(o["loss"])) for o in outs)
     assert used == [o["att_context_size"] for o in outs]
-    assert sorted(map(tuple, used)) == [(56, 0), (56, 1), (56, 3), (56, 6), (56, 13)]
+    assert sorted(map(tuple, used)) == sorted(map(tuple, RELEASED_ATT_CONTEXT_SIZES))
     assert trainer.loss_fn.impl == "torch"  # CPU: the vectorised PyTorch loss
 
 
@@ -296,7 +300,7 @@ def test_loss_decreases_on_a_repeated_batch(tone_set, tokenizer_dir) -> None:
 def test_prompts_mixed_clips_always_auto(tone_set, tokenizer_dir) -> None:
     trainer = _trainer(tone_set, tokenizer_dir, auto_prompt_prob=0.0)
     assert trainer.prompt_indices([7]).tolist() == [101]  # the mixed clip
-    assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [0, 1, 2, 3]
+    assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [0, 2, 9, 8]  # en-US, es-ES, de-DE, fr-FR
     trainer = _trainer(tone_set, tokenizer_dir, auto_prompt_prob=1.0)
     assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [101] * 4
 
@@ -323,15 +327,22 @@ def test_config_file_matches_the_dataclass() -> None:
 
     from training.train_demo_model import DEFAULT_CONFIG, TrainDemoConfig
 
-    keys = set(OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG)))
-    assert keys == set(TrainDemoConfig.__dataclass_fields__)
-    assert set(OmegaConf.load(synth_speech.DEFAULT_CONFIG)) == set(synth_speech.SynthConfig.__dataclass_fields__)
+    from training.recipe import DemoModelSpec
+
+    conf = DEFAULT_CONFIG.parent
+    for path in (DEFAULT_CONFIG, conf / "train_demo_gpu.yaml"):
+        loaded = OmegaConf.to_container(OmegaConf.load(path))
+        assert set(loaded) == set(TrainDemoConfig.__dataclass_fields__), path
+        assert set(loaded["model"]) == set(DemoModelSpec.__dataclass_fields__), path
+    for path in (synth_speech.DEFAULT_CONFIG, conf / "synth_speech_broad.yaml"):
+        assert set(OmegaConf.load(path)) == set(synth_speech.SynthConfig.__dataclass_fields__), path
 
 
 def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_set, tmp_path) -> None:
     from training import train_demo_model
     from pipeline.models.base import AudioItem, ModelSettings
     from pipeline.models.nemo_rnnt import NemotronRNNT
+    from pipeline.models.released import PROMPT_DICTIONARY
 
     model_keys = [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + ["model.vocab_size=96"]
     common = [f"data_dir={tone_set}", f"work_dir={tmp_path / 'work'}", "batch_seconds=8", "warmup_steps=1",
@@ -347,10 +358,11 @@ def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_s
     assert metrics["model"]["nemo_mb"] < 20 and nemo.stat().st_size < 20e6
 
     adapter = NemotronRNNT(ModelSettings(model_path=str(nemo), att_context_size=(56, 0), device="cpu"))
-    assert adapter.card.locales == ("de-DE", "en-US", "es-ES", "fr-FR")
+    assert adapter.card.prompt_dictionary == PROMPT_DICTIONARY
+    assert adapter.card.att_context_sizes == ((56, 3), (56, 0), (56, 6), (56, 13))
     audio, _ = sf.read(tone_set / "audio" / "0.flac", dtype="float32")
-    out = adapter.transcribe([AudioItem(audio, "en-US"), AudioItem(audio, "auto")])
-    assert len(out) == 2 and all(isinstance(o.raw_text, str) for o in out)
+    out = adapter.transcribe([AudioItem(audio, "en-US"), AudioItem(audio, "de"), AudioItem(audio, "auto")])
+    assert len(out) == 3 and all(isinstance(o.raw_text, str) for o in out)
 
     # Same work_dir, more steps: resumes from state.pt.
     assert train_demo_model.main(common + ["steps=3", "evaluate=false"]) == 0
