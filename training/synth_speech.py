@@ -299,6 +299,14 @@ def _espeak_wav(prefix: list[str], env: dict, voice: str, speed: int, pitch: int
     return np.asarray(audio, dtype=np.float32)
 
 
+def speak(text: str, locale: str, variant: str, speed: int = 160, pitch: int = 50, gap: int = 0,
+          espeak_bin: str = "espeak-ng", espeak_root: str | None = None):
+    """One sentence read by espeak-ng's voice for `locale` with a voice `variant`: 16 kHz mono float32 samples."""
+    prefix, env = espeak_command(espeak_bin, espeak_root)
+    with tempfile.TemporaryDirectory(prefix="espeak-") as tmp:
+        return _espeak_wav(prefix, env, f"{VOICES[locale]}+{variant}", speed, pitch, gap, text, f"{tmp}/s.wav")
+
+
 def render_clip(job: tuple) -> tuple[str, int]:
     """Synthesise one clip to FLAC; returns (clip_id, number of samples)."""
     import numpy as np

@@ -150,6 +150,7 @@ def run(cfg: TrainDemoConfig) -> dict:
     import torch
 
     from training import recipe
+    from training.evaluate import evaluate
 
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -237,7 +238,7 @@ def run(cfg: TrainDemoConfig) -> dict:
         torch.cuda.empty_cache()
     if cfg.evaluate:
         t = time.monotonic()
-        evaluation = recipe.evaluate(nemo_path, data_dir / cfg.eval_manifest, device=device,
+        evaluation = evaluate(nemo_path, data_dir / cfg.eval_manifest, device=device,
                                        batch_size=cfg.eval_batch_size, limit=cfg.eval_limit)
         metrics["evaluation"] = evaluation
         metrics["targets"] = evaluation["targets"]

@@ -152,6 +152,14 @@ def test_manifests_parse_with_the_project_connector(synth_dir) -> None:
             assert json.loads(row["metadata"])["variant"] == entry["variant"]
 
 
+@needs_espeak
+def test_the_broad_recipes_general_domain_still_generates(tmp_path) -> None:
+    out = _synth(tmp_path / "g", "domain=general", "seed=3")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["domain"] == "general" and summary["splits"]["train"]["clips"] > 0
+    synth_speech.check_split(out)
+
+
 def test_config_rejects_a_variant_both_trained_and_held_out() -> None:
     with pytest.raises(synth_speech.ConfigError, match="both in train and held out"):
         synth_speech.load_config(["output_dir=x", "heldout_variants=[m1]"])
@@ -305,6 +313,69 @@ def test_prompts_mixed_clips_always_auto(tone_set, tokenizer_dir) -> None:
     assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [101] * 4
 
 
+def test_ctc_only_steps_train_the_encoder_alone_then_the_rnnt_joins(tone_set, tokenizer_dir) -> None:
+    trainer = _trainer(tone_set, tokenizer_dir, ctc_only_steps=1, ctc_weight=0.3)
+    joint_before = [p.detach().clone() for p in trainer.model.joint.parameters()]
+    first = trainer.train_step([0, 1, 2, 3])
+    assert first["rnnt"] is None and float(first["loss"]) == float(first["ctc"])
+    # AdamW's weight decay aside, the joint got no gradient: it did not take part.
+    assert all(p.grad is None for p in trainer.model.joint.parameters())
+    second = trainer.train_step([0, 1, 2, 3])
+    assert second["rnnt"] is not None and second["ctc"] is not None
+    assert any(not np.allclose(a.numpy(), b.detach().numpy()) for a, b in
+               zip(joint_before, trainer.model.joint.parameters()))
+
+
+def test_input_normalisation_folded_into_the_first_conv_equals_normalised_features(tone_set, tokenizer_dir) -> None:
+    import copy
+
+    import torch
+
+    from training.recipe import normalise_first_conv
+
+    trainer = _trainer(tone_set, tokenizer_dir)
+    model = trainer.model.eval()
+    signal, lengths, _, _ = trainer.data.batch([0, 1], "cpu", blank=0)
+    original = copy.deepcopy(model.encoder.pre_encode.conv[0])
+    mean, std = normalise_first_conv(model, signal, lengths)
+    assert -20 < mean < 5 and std > 0.5
+    with torch.no_grad():
+        features, _ = model.preprocessor(input_signal=signal, length=lengths)
+        x = features.transpose(1, 2)[:, None]  # (B, 1, T, F) as the subsampling takes it
+        want = original((x - mean) / std)
+        got = model.encoder.pre_encode.conv[0](x)
+    # Equal away from the zero-padded borders (2 rows and columns at most for a 3x3 kernel).
+    assert torch.allclose(got[..., 2:-2, 2:-2], want[..., 2:-2, 2:-2], atol=1e-4)
+
+
+def test_telephone_band_limits_and_quantises() -> None:
+    import torch
+
+    from training.recipe import telephone
+
+    t = torch.arange(16000) / 16000
+    signal = (0.3 * torch.sin(2 * torch.pi * 500 * t) + 0.3 * torch.sin(2 * torch.pi * 6000 * t))[None]
+    out = telephone(signal, torch.tensor([[3600.0]]))
+    spectrum = torch.fft.rfft(out[0]).abs()
+    assert spectrum[6000] < 0.01 * spectrum[500]  # 1 Hz bins: the 6 kHz tone is gone, 500 Hz stays
+    assert out.abs().max() <= 1.0 and len(torch.unique(out)) <= 256  # 8-bit mu-law levels
+
+
+def test_dev_evaluation_reports_wer_and_language_id_and_leaves_training_state(tone_set, tokenizer_dir) -> None:
+    from training.recipe import ClipSet
+
+    trainer = _trainer(tone_set, tokenizer_dir)
+    trainer.dev = ClipSet(tone_set / "test_manifest.json", trainer.model.tokenizer, threads=2)
+    trainer.run(max_steps=2)
+    before = list(trainer.model.encoder.att_context_size)
+    result = trainer.dev_eval()
+    assert trainer.model.training and list(trainer.model.encoder.att_context_size) == before
+    for key in ("wer_given_56_13", "wer_given_56_0", "wer_auto_56_13", "lid_accuracy_auto_56_13",
+                "wer_ctc_given_56_13"):
+        assert result[key] is not None and result[key] >= 0, key
+    assert 0 <= result["lid_accuracy_auto_56_13"] <= 1
+
+
 def test_resumed_run_matches_an_uninterrupted_one(tone_set, tokenizer_dir, tmp_path) -> None:
     straight = _trainer(tone_set, tokenizer_dir)
     straight.run(max_steps=4)
@@ -346,10 +417,13 @@ def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_s
 
     model_keys = [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + ["model.vocab_size=96"]
     common = [f"data_dir={tone_set}", f"work_dir={tmp_path / 'work'}", "batch_seconds=8", "warmup_steps=1",
-              "device=cpu", "eval_limit=5", *model_keys]
+              "device=cpu", "eval_limit=5", "ctc_only_steps=1", "augment_from_step=1", "eval_every=2",
+              "dev_manifest=test_manifest.json", "dev_limit=4", *model_keys]
     assert train_demo_model.main(common + ["steps=2"]) == 0
     metrics = json.loads((tmp_path / "work" / "metrics.json").read_text())
     assert metrics["finished"] is True and metrics["training"]["steps"] == 2
+    assert [e["step"] for e in metrics["training"]["dev_curve"]] == [2]
+    assert all(h["cpu_seconds_per_step"] > 0 for h in metrics["training"]["loss_curve"])
     assert set(metrics["targets"]) == {"wer_given_56_13", "wer_given_56_0", "lid_accuracy_auto_56_13"}
     evaluation = metrics["evaluation"]
     assert evaluation["clips"] == 5 and set(evaluation["contexts"]) == {"56_13", "56_0"}
