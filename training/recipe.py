@@ -171,6 +171,26 @@ def normalise_first_conv(model, signal, lengths) -> tuple[float, float]:
     return mean, std
 
 
+def identity_prompt_kernel(model) -> None:
+    """Start the prompt kernel (Linear(d + prompts -> 2d), ReLU, Linear(2d -> d)) as the identity on the encoder
+    output, with no say for the prompt yet: the first layer computes (x, -x), the second ReLU(x) - ReLU(-x) = x.
+    The prompt's columns start at zero and learn like any weight. From a random start the kernel is two more
+    untrained layers between the encoder and the joint: the joint then hears the audio through noise, and the RNNT
+    leans on its prediction network's text prior (EXPERIMENTS.md, S1-S3)."""
+    import torch
+
+    first, second = model.prompt_kernel[0], model.prompt_kernel[2]
+    d = second.out_features
+    with torch.no_grad():
+        eye = torch.eye(d, dtype=first.weight.dtype)
+        first.weight.zero_()
+        first.weight[:d, :d] = eye
+        first.weight[d:, :d] = -eye
+        first.bias.zero_()
+        second.weight.copy_(torch.cat([eye, -eye], dim=1))
+        second.bias.zero_()
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -438,7 +458,10 @@ class TrainSettings:
     ctc_weight: float = 0.3  # training-only CTC head; 0 = pure RNNT
     ctc_only_steps: int = 0  # the first steps train the encoder with the CTC head alone (no decoder, joint, RNNT)
     normalise_input: bool = False  # fold the features' mean and std into the first convolution at the start
+    identity_prompt_init: bool = False  # start the prompt kernel as the identity on the encoder output
     ctc_expand: int = 1  # the CTC head emits this many symbols per encoder frame (room for small units at 80 ms)
+    decoder_mask_prob: float = 0.0  # share of the prediction network's input tokens replaced by blank in training
+    ctc_input: str = "encoder"  # what the CTC head reads: encoder (its own output) | prompted (after the prompt kernel)
     noise_snr_db: list[float] = field(default_factory=lambda: [15.0, 45.0])
     gain_db: list[float] = field(default_factory=lambda: [-8.0, 2.0])
     telephone_prob: float = 0.0  # share of clips made telephone-like: band-limited to 3.4-4 kHz, 8-bit mu-law
@@ -463,8 +486,7 @@ class Trainer:
         self.log = log_fn
         self.model = model.to(self.device)
         self.model.train()
-        # The CTC head reads the encoder's own output (as in NeMo's hybrid models), before the prompt kernel: it
-        # trains the encoder on the sounds alone; the prompt only conditions the RNNT joint.
+        # `ctc_input=encoder`: the CTC head reads the encoder's own output, captured here.
         self._encoder_out = None
         self.model.encoder.register_forward_hook(lambda module, args, out: setattr(self, "_encoder_out", out[0]))
         self.data = data
@@ -476,6 +498,8 @@ class Trainer:
         self.lookahead = LookaheadSampler(self.sizes, settings.seed)
         self.prompt_rng = random.Random(f"{settings.seed}:prompts")
         self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed)
+        if settings.identity_prompt_init:
+            identity_prompt_kernel(self.model)
         self.input_norm = None
         if settings.normalise_input:
             first = list(range(min(64, len(data))))
@@ -593,7 +617,7 @@ class Trainer:
             encoded, encoded_len = self.model.forward(input_signal=signal, input_signal_length=lengths,
                                                       prompt_indices=prompts)
             if not ctc_only:
-                decoder, _, _ = self.model.decoder(targets=targets, target_length=target_len)
+                decoder, _, _ = self.model.decoder(targets=self._mask_history(targets), target_length=target_len)
                 joint = self._raw_joint(encoded, decoder)
         tokens = target_len.sum().clamp(min=1)
         rnnt = None if ctc_only else self.loss_fn(joint, targets, encoded_len, target_len).sum() / tokens
@@ -601,7 +625,7 @@ class Trainer:
         ctc = None
         if self.ctc_head is not None:
             with self._autocast():
-                ctc_logits, ctc_len = self._ctc_logits(encoded_len)
+                ctc_logits, ctc_len = self._ctc_logits(encoded, encoded_len)
             log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)
             ctc = torch.nn.functional.ctc_loss(log_probs, targets, ctc_len, target_len, blank=self.blank,
                                                reduction="sum", zero_infinity=True) / tokens
@@ -622,9 +646,25 @@ class Trainer:
                 "finite": finite, "att_context_size": self.sizes[k], "clips": len(indices),
                 "audio_seconds": audio_seconds}
 
-    def _ctc_logits(self, encoded_len):
-        """The CTC head over the last encoder output: (B, T * ctc_expand, V + 1) logits and their lengths."""
-        logits = self.ctc_head(self._encoder_out.transpose(1, 2))
+    def _mask_history(self, targets):
+        """The prediction network's input with `decoder_mask_prob` of its tokens replaced by blank (NeMo's pad: a
+        zero embedding). The loss still scores every target. Call-centre sentences come from a few dozen templates, so
+        an LSTM over the full history predicts most of a sentence from its first word: it learns that text prior long
+        before the joint learns to listen, and greedy decoding then follows the prior. With part of the history
+        hidden, the joint has to take the tokens from the audio."""
+        p = self.settings.decoder_mask_prob
+        if p <= 0:
+            return targets
+        torch = self.torch
+        drop = torch.rand(targets.shape, generator=self.noise_gen, device=self.device) < p
+        return torch.where(drop, torch.full_like(targets, self.blank), targets)
+
+    def _ctc_logits(self, encoded, encoded_len):
+        """The CTC head over `ctc_input` (`prompted`: the model's output after the prompt kernel, what the RNNT joint
+        reads; `encoder`: the encoder's own output, as NeMo's hybrid models): (B, T * ctc_expand, V + 1) logits and
+        their lengths."""
+        source = encoded if self.settings.ctc_input == "prompted" else self._encoder_out
+        logits = self.ctc_head(source.transpose(1, 2))
         k = self.settings.ctc_expand
         B, T, _ = logits.shape
         return logits.reshape(B, T * k, -1), encoded_len * k
@@ -719,7 +759,7 @@ class Trainer:
                 encoded, encoded_len = model.forward(input_signal=signal, input_signal_length=lengths,
                                                      prompt_indices=torch.tensor(prompts, device=self.device))
                 if ctc:  # greedy CTC: best token per frame, repeats merged, blanks dropped
-                    logits, ctc_len = self._ctc_logits(encoded_len)
+                    logits, ctc_len = self._ctc_logits(encoded, encoded_len)
                     best = logits.argmax(-1)
                     for row, i in enumerate(batch):
                         ids = best[row, : int(ctc_len[row])].tolist()

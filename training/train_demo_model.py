@@ -1,9 +1,17 @@
 """Train the demo model: a small EncDecRNNTBPEModelWithPrompt (the Nemotron 3.5 ASR class) on synthetic espeak-ng
 speech in four languages, with the real recipe (language tags after each sentence, locale or `auto` prompts,
-multi-lookahead over the five att_context_size values); save a .nemo under 20 MB and a metrics file.
+multi-lookahead over the att_context_size values); save a .nemo under 20 MB and a metrics file.
 
-    python -m training.synth_speech output_dir=build/synth seed=0 hours=12
-    python -m training.train_demo_model data_dir=build/synth device=cuda [key=value ...]   # over conf/train_demo.yaml
+The demo model (conf/train_demo.yaml; call-centre domain, one CPU thread, under an hour; training/EXPERIMENTS.md):
+
+    nice -n 10 python -m training.synth_speech output_dir=build/synth seed=0 hours=8
+    nice -n 10 nohup python -m training.train_demo_model data_dir=build/synth work_dir=build/train_demo &
+    python -m training.evaluate build/train_demo/demo.nemo build/synth/test_manifest.json
+
+The broad, open-vocabulary recipe for a GPU (conf/train_demo_gpu.yaml, see below):
+
+    python -m training.synth_speech --config conf/synth_speech_broad.yaml output_dir=build/synth hours=12
+    python -m training.train_demo_model --config conf/train_demo_gpu.yaml data_dir=build/synth device=cuda
 
 Writes (under `work_dir`, default build/train_demo):
     tokenizer/         SentencePiece BPE over the training text, tags as user_defined_symbols (made once, reused)
@@ -12,17 +20,16 @@ Writes (under `work_dir`, default build/train_demo):
     demo.nemo          (`output_nemo`) float16 weights; refused (exit 1) over `max_nemo_mb`
     metrics.json       (`metrics_path`) the evaluation on the held-out test manifest at [56,13] and [56,0] (WER with
                        the language given, WER and language-ID accuracy in auto, per locale, held-out vs training
-                       voices), the targets and whether each is met, and the training record (steps, loss curve,
-                       steps/s, hours of audio, parameters, .nemo size, whether training finished)
+                       voices), the targets and whether each is met, and the training record (steps, loss curve
+                       with steps/s and CPU seconds per step, dev curve, hours of audio, parameters, .nemo size,
+                       whether training finished)
     train.log          the log, appended
 
 `max_minutes` stops training after that many minutes (the state is saved; demo.nemo and metrics.json are written
 for the step reached, marked `"finished": false`); running the same command again continues to `steps`.
-Reproducible from `seed`: data order, prompts, look-aheads, augmentation and initial weights; on CPU a resumed run
-matches an uninterrupted one bit for bit, on a GPU up to the nondeterminism of CUDA kernels.
-
-Why a GPU: the CPU loop runs (and is tested), but this model needs thousands of steps over hours of audio
-(shared/notes/nemo.md, "Training on CPU": 1,800 CPU steps learned only a text prior).
+Reproducible from `seed` (and the thread count): data order, prompts, look-aheads, augmentation and initial
+weights; on CPU a resumed run matches an uninterrupted one bit for bit, on a GPU up to the nondeterminism of CUDA
+kernels.
 
 Running it on the GPU device machine (no apt, no internet; 64 MiB carried; 10 min per command, 30 min per session)
 ------------------------------------------------------------------------------------------------------------------
@@ -60,8 +67,10 @@ about a minute for 12 h). Carrying audio instead does not scale: FLAC of this sp
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
       && export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 || exit 1
-    python3 -m training.synth_speech output_dir=build/synth seed=0 hours=12 espeak_root=build/espeak workers=16 \
-      && python3 -m training.train_demo_model data_dir=build/synth device=cuda max_minutes=6
+    python3 -m training.synth_speech --config conf/synth_speech_broad.yaml output_dir=build/synth seed=0 \
+        hours=12 espeak_root=build/espeak workers=16 \
+      && python3 -m training.train_demo_model --config conf/train_demo_gpu.yaml data_dir=build/synth \
+        device=cuda max_minutes=6
     mkdir -p $OUT/r && cp build/train_demo/metrics.json build/train_demo/train.log build/train_demo/demo.nemo $OUT/r/
 
    Budget (estimates, nothing here was run on a GPU yet): pip ~20 s, synthesis ~1 min (measured here: 0.63 h in
@@ -69,7 +78,7 @@ about a minute for 12 h). Carrying audio instead does not scale: FLAC of this sp
    saving and evaluation (460 clips x 2 latencies x given/auto) < 1 min. If `finished` is false and the machine is
    still warm (it stays 30 s after a call; build/ and /tmp/site stay with it), a second call resumes from
    build/train_demo/state.pt: `export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1; python3 -m training.train_demo_model
-   data_dir=build/synth device=cuda max_minutes=8` and the `cp` line. state.pt (~95 MB) cannot come back through
+   --config conf/train_demo_gpu.yaml data_dir=build/synth device=cuda max_minutes=8` and the `cp` line. state.pt (~95 MB) cannot come back through
    $OUT (16 MiB a file): a fresh machine starts over, so size `steps` to what one call trains.
    demo.nemo is about 16 MB, under the 16 MiB a file that comes back from $OUT may have.
    First thing to check in the log: "RNNT loss: NeMo warprnnt_numba on CUDA" (else the PyTorch loss is used, which
@@ -127,6 +136,8 @@ def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) 
     cfg: TrainDemoConfig = load_structured(TrainDemoConfig, overrides, config_file, hint=" (model.<field> for the model)")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    if cfg.ctc_input not in ("encoder", "prompted"):
+        raise ConfigError(f"ctc_input must be encoder or prompted, got {cfg.ctc_input!r}")
     if cfg.loss not in ("auto", "nemo", "torch"):
         raise ConfigError(f"loss must be auto, nemo or torch, got {cfg.loss!r}")
     if cfg.save_dtype not in ("float16", "bfloat16", "float32"):

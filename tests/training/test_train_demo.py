@@ -326,6 +326,42 @@ def test_ctc_only_steps_train_the_encoder_alone_then_the_rnnt_joins(tone_set, to
                zip(joint_before, trainer.model.joint.parameters()))
 
 
+def test_prediction_network_history_masking_and_the_ctc_input(tone_set, tokenizer_dir) -> None:
+    import torch
+
+    trainer = _trainer(tone_set, tokenizer_dir, decoder_mask_prob=0.5, ctc_input="prompted")
+    targets = torch.randint(0, trainer.blank, (8, 50), generator=torch.Generator().manual_seed(0))
+    masked = trainer._mask_history(targets)
+    hidden = masked == trainer.blank
+    assert 0.35 < float(hidden.float().mean()) < 0.65
+    assert torch.equal(masked[~hidden], targets[~hidden])
+    out = trainer.train_step([0, 1, 2, 3])
+    assert out["finite"] and out["rnnt"] is not None
+    # The CTC head reads what the joint reads (after the prompt kernel), or the encoder's own output.
+    encoded = torch.randn(2, trainer.model.cfg.encoder.d_model, 7)
+    logits, lengths = trainer._ctc_logits(encoded, torch.tensor([7, 5]))
+    assert logits.shape == (2, 7, trainer.blank + 1) and lengths.tolist() == [7, 5]
+    assert torch.allclose(logits, trainer.ctc_head(encoded.transpose(1, 2)))
+    assert _trainer(tone_set, tokenizer_dir, decoder_mask_prob=0.0)._mask_history(targets) is targets
+
+
+def test_identity_prompt_kernel_passes_the_encoder_output_through_then_learns_the_prompt(tone_set,
+                                                                                       tokenizer_dir) -> None:
+    import torch
+
+    trainer = _trainer(tone_set, tokenizer_dir, identity_prompt_init=True, normalise_input=False)
+    model = trainer.model.eval()
+    signal, lengths, _, _ = trainer.data.batch([0, 1], "cpu", blank=0)
+    with torch.no_grad():
+        encoded, _ = model.forward(input_signal=signal, input_signal_length=lengths,
+                                   prompt_indices=torch.tensor([0, 101]))
+    assert torch.allclose(encoded, trainer._encoder_out, atol=1e-5)
+    model.train()
+    trainer.train_step([0, 1, 2, 3])
+    prompt_columns = model.prompt_kernel[0].weight[:, model.cfg.encoder.d_model:]
+    assert float(prompt_columns.abs().sum()) > 0  # the prompt gets its say by training
+
+
 def test_input_normalisation_folded_into_the_first_conv_equals_normalised_features(tone_set, tokenizer_dir) -> None:
     import copy
 
