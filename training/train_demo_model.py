@@ -1,9 +1,17 @@
 """Train the demo model: a small EncDecRNNTBPEModelWithPrompt (the Nemotron 3.5 ASR class) on synthetic espeak-ng
 speech in four languages, with the real recipe (language tags after each sentence, locale or `auto` prompts,
-multi-lookahead over the released att_context_size values); save a .nemo under 20 MB and a metrics file.
+multi-lookahead over the att_context_size values); save a .nemo under 20 MB and a metrics file.
 
-    python -m jobs.synth_speech output_dir=build/synth seed=0 hours=12
-    python -m jobs.train_demo_model data_dir=build/synth device=cuda [key=value ...]   # over conf/train_demo.yaml
+The demo model (conf/train_demo.yaml; call-centre domain, one CPU thread, under an hour; training/EXPERIMENTS.md):
+
+    nice -n 10 python -m training.synth_speech output_dir=build/synth seed=0 hours=8
+    nice -n 10 nohup python -m training.train_demo_model data_dir=build/synth work_dir=build/train_demo &
+    python -m training.evaluate build/train_demo/demo.nemo build/synth/test_manifest.json
+
+The broad, open-vocabulary recipe for a GPU (conf/train_demo_gpu.yaml, see below):
+
+    python -m training.synth_speech --config conf/synth_speech_broad.yaml output_dir=build/synth hours=12
+    python -m training.train_demo_model --config conf/train_demo_gpu.yaml data_dir=build/synth device=cuda
 
 Writes (under `work_dir`, default build/train_demo):
     tokenizer/         SentencePiece BPE over the training text, tags as user_defined_symbols (made once, reused)
@@ -12,17 +20,16 @@ Writes (under `work_dir`, default build/train_demo):
     demo.nemo          (`output_nemo`) float16 weights; refused (exit 1) over `max_nemo_mb`
     metrics.json       (`metrics_path`) the evaluation on the held-out test manifest at [56,13] and [56,0] (WER with
                        the language given, WER and language-ID accuracy in auto, per locale, held-out vs training
-                       voices), the targets and whether each is met, and the training record (steps, loss curve,
-                       steps/s, hours of audio, parameters, .nemo size, whether training finished)
+                       voices), the targets and whether each is met, and the training record (steps, loss curve
+                       with steps/s and CPU seconds per step, dev curve, hours of audio, parameters, .nemo size,
+                       whether training finished)
     train.log          the log, appended
 
 `max_minutes` stops training after that many minutes (the state is saved; demo.nemo and metrics.json are written
 for the step reached, marked `"finished": false`); running the same command again continues to `steps`.
-Reproducible from `seed`: data order, prompts, look-aheads, augmentation and initial weights; on CPU a resumed run
-matches an uninterrupted one bit for bit, on a GPU up to the nondeterminism of CUDA kernels.
-
-Why a GPU: the CPU loop runs (and is tested), but this model needs thousands of steps over hours of audio
-(shared/notes/nemo.md, "Training on CPU": 1,800 CPU steps learned only a text prior).
+Reproducible from `seed` (and the thread count): data order, prompts, look-aheads, augmentation and initial
+weights; on CPU a resumed run matches an uninterrupted one bit for bit, on a GPU up to the nondeterminism of CUDA
+kernels.
 
 Running it on the GPU device machine (no apt, no internet; 64 MiB carried; 10 min per command, 30 min per session)
 ------------------------------------------------------------------------------------------------------------------
@@ -33,7 +40,7 @@ about a minute for 12 h). Carrying audio instead does not scale: FLAC of this sp
 
 1. Here, once (this machine has apt, gcc and pip; both folders are git-ignored):
 
-    .venv/bin/python -m jobs.synth_speech --bundle-espeak build/espeak
+    .venv/bin/python -m training.synth_speech --bundle-espeak build/espeak
         # apt-get download espeak-ng libespeak-ng1 espeak-ng-data libsonic0 (4.8 MB of .deb), dpkg-deb -x into
         # build/espeak, a stub libpcaudio.so.0 compiled with gcc in place of libpcaudio0 (whose libpulse0 and
         # libasound2 dependencies are not needed to write files), only the en/es/de/fr dictionaries kept: 2.4 MB.
@@ -60,16 +67,18 @@ about a minute for 12 h). Carrying audio instead does not scale: FLAC of this sp
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
       && export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 || exit 1
-    python3 -m jobs.synth_speech output_dir=build/synth seed=0 hours=12 espeak_root=build/espeak workers=16 \
-      && python3 -m jobs.train_demo_model data_dir=build/synth device=cuda max_minutes=6
+    python3 -m training.synth_speech --config conf/synth_speech_broad.yaml output_dir=build/synth seed=0 \
+        hours=12 espeak_root=build/espeak workers=16 \
+      && python3 -m training.train_demo_model --config conf/train_demo_gpu.yaml data_dir=build/synth \
+        device=cuda max_minutes=6
     mkdir -p $OUT/r && cp build/train_demo/metrics.json build/train_demo/train.log build/train_demo/demo.nemo $OUT/r/
 
    Budget (estimates, nothing here was run on a GPU yet): pip ~20 s, synthesis ~1 min (measured here: 0.63 h in
    18 s on two busy cores), loading 12 h of FLAC ~20 s, NeMo import and model ~15 s, training `max_minutes`,
    saving and evaluation (460 clips x 2 latencies x given/auto) < 1 min. If `finished` is false and the machine is
    still warm (it stays 30 s after a call; build/ and /tmp/site stay with it), a second call resumes from
-   build/train_demo/state.pt: `export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1; python3 -m jobs.train_demo_model
-   data_dir=build/synth device=cuda max_minutes=8` and the `cp` line. state.pt (~95 MB) cannot come back through
+   build/train_demo/state.pt: `export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1; python3 -m training.train_demo_model
+   --config conf/train_demo_gpu.yaml data_dir=build/synth device=cuda max_minutes=8` and the `cp` line. state.pt (~95 MB) cannot come back through
    $OUT (16 MiB a file): a fresh machine starts over, so size `steps` to what one call trains.
    demo.nemo is about 16 MB, under the 16 MiB a file that comes back from $OUT may have.
    First thing to check in the log: "RNNT loss: NeMo warprnnt_numba on CUDA" (else the PyTorch loss is used, which
@@ -91,7 +100,8 @@ from pathlib import Path
 from typing import Optional
 
 from jobs.config import ConfigError, load_structured
-from pipeline.models.training import DemoModelSpec, TrainSettings
+from training.cli import config_file_arg
+from training.recipe import DemoModelSpec, TrainSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "conf" / "train_demo.yaml"
@@ -101,7 +111,7 @@ DEFAULT_CONFIG = ROOT / "conf" / "train_demo.yaml"
 
 @dataclass
 class TrainDemoConfig(TrainSettings):
-    data_dir: str = "build/synth"  # output_dir of jobs.synth_speech
+    data_dir: str = "build/synth"  # output_dir of training.synth_speech
     work_dir: str = "build/train_demo"
     output_nemo: Optional[str] = None  # default <work_dir>/demo.nemo
     metrics_path: Optional[str] = None  # default <work_dir>/metrics.json
@@ -112,6 +122,9 @@ class TrainDemoConfig(TrainSettings):
     eval_manifest: str = "test_manifest.json"  # inside data_dir
     eval_batch_size: int = 64
     eval_limit: Optional[int] = None  # only the first N clips (quick checks)
+    dev_manifest: str = "dev_manifest.json"  # inside data_dir: evaluated every eval_every steps during training
+    dev_limit: Optional[int] = None  # only the first N dev clips
+    threads: int = 0  # torch threads on CPU (0: torch's default, one per core)
     train_limit: Optional[int] = None  # only the first N training clips (quick checks)
     save_dtype: str = "float16"
     max_nemo_mb: float = 20.0
@@ -123,6 +136,8 @@ def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) 
     cfg: TrainDemoConfig = load_structured(TrainDemoConfig, overrides, config_file, hint=" (model.<field> for the model)")
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    if cfg.ctc_input not in ("encoder", "prompted"):
+        raise ConfigError(f"ctc_input must be encoder or prompted, got {cfg.ctc_input!r}")
     if cfg.loss not in ("auto", "nemo", "torch"):
         raise ConfigError(f"loss must be auto, nemo or torch, got {cfg.loss!r}")
     if cfg.save_dtype not in ("float16", "bfloat16", "float32"):
@@ -133,7 +148,7 @@ def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) 
     for name in ("train_manifest.json", cfg.eval_manifest):
         if not (data / name).exists():
             raise ConfigError(f"{data / name} not found: generate the data first "
-                              f"(python -m jobs.synth_speech output_dir={cfg.data_dir})")
+                              f"(python -m training.synth_speech output_dir={cfg.data_dir})")
     return cfg
 
 
@@ -145,7 +160,8 @@ def run(cfg: TrainDemoConfig) -> dict:
     """Train (or resume), save the .nemo, evaluate; returns the metrics (also written to metrics_path)."""
     import torch
 
-    from pipeline.models import training
+    from training import recipe
+    from training.evaluate import evaluate
 
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -160,6 +176,8 @@ def run(cfg: TrainDemoConfig) -> dict:
         log_file.flush()
 
     started = time.monotonic()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     say(f"device {device} ({torch.cuda.get_device_name(device) if device.startswith('cuda') else platform.machine()})"
         f", torch {torch.__version__}, seed {cfg.seed}")
@@ -169,21 +187,28 @@ def run(cfg: TrainDemoConfig) -> dict:
 
     tokenizer_dir = work / "tokenizer"
     if not (tokenizer_dir / "tokenizer.model").exists():
-        texts = [e["text"] for e in training.read_manifest(train_manifest)]
-        training.train_tokenizer(texts, cfg.model.locales, cfg.model.vocab_size, tokenizer_dir)
+        texts = [e["text"] for e in recipe.read_manifest(train_manifest)]
+        recipe.train_tokenizer(texts, cfg.model.locales, cfg.model.vocab_size, tokenizer_dir)
         say(f"tokenizer: {cfg.model.vocab_size} BPE pieces over {len(texts)} training texts -> {tokenizer_dir}")
-    model = training.build_demo_model(cfg.model, tokenizer_dir, cfg.seed)
-    params = training.count_parameters(model)
+    model = recipe.build_demo_model(cfg.model, tokenizer_dir, cfg.seed)
+    params = recipe.count_parameters(model)
     say(f"model: {params / 1e6:.2f}M parameters, vocabulary {model.tokenizer.vocab_size}, "
         f"att_context_size {model.encoder.att_context_size_all}")
 
     t = time.monotonic()
-    data = training.ClipSet(train_manifest, model.tokenizer, threads=cfg.loader_threads, limit=cfg.train_limit)
+    data = recipe.ClipSet(train_manifest, model.tokenizer, threads=cfg.loader_threads, limit=cfg.train_limit)
     if device.startswith("cuda"):
         data.to(device)
     say(f"train set: {len(data)} clips, {data.hours:.2f} h, loaded in {time.monotonic() - t:.1f} s")
+    dev = None
+    if cfg.eval_every and (data_dir / cfg.dev_manifest).exists():
+        dev = recipe.ClipSet(data_dir / cfg.dev_manifest, model.tokenizer, threads=cfg.loader_threads,
+                             limit=cfg.dev_limit)
+        if device.startswith("cuda"):
+            dev.to(device)
+        say(f"dev set: {len(dev)} clips, {dev.hours:.2f} h, evaluated every {cfg.eval_every} steps")
 
-    trainer = training.Trainer(model, data, _settings(cfg), device, log_fn=say)
+    trainer = recipe.Trainer(model, data, _settings(cfg), device, log_fn=say, dev=dev)
     state = work / "state.pt"
     if cfg.resume and state.exists():
         trainer.load_checkpoint(state)
@@ -194,7 +219,7 @@ def run(cfg: TrainDemoConfig) -> dict:
     say(f"training {'finished' if finished else 'stopped'} at step {done_steps}/{cfg.steps}"
         + ("" if finished else " (run again to resume)"))
 
-    training.save_nemo(model, nemo_path, cfg.save_dtype)
+    recipe.save_nemo(model, nemo_path, cfg.save_dtype)
     nemo_mb = nemo_path.stat().st_size / 1e6
     say(f"saved {nemo_path} ({nemo_mb:.2f} MB)")
 
@@ -213,17 +238,18 @@ def run(cfg: TrainDemoConfig) -> dict:
                                   if device.startswith("cuda") else None),
             "lookahead_counts": {f"{a}_{b}": n for (a, b), n in zip(trainer.sizes, trainer.lookahead_counts)},
             "loss_curve": trainer.history,
+            "dev_curve": trainer.evals,
         },
         "model": {"parameters": params, "nemo_path": str(nemo_path), "nemo_mb": round(nemo_mb, 3),
                   "save_dtype": cfg.save_dtype, "spec": asdict(cfg.model)},
         "device": device, "torch": torch.__version__, "config": asdict(cfg),
     }
-    del trainer, data
+    del trainer, data, dev
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     if cfg.evaluate:
         t = time.monotonic()
-        evaluation = training.evaluate(nemo_path, data_dir / cfg.eval_manifest, device=device,
+        evaluation = evaluate(nemo_path, data_dir / cfg.eval_manifest, device=device,
                                        batch_size=cfg.eval_batch_size, limit=cfg.eval_limit)
         metrics["evaluation"] = evaluation
         metrics["targets"] = evaluation["targets"]
@@ -249,8 +275,9 @@ class SizeError(RuntimeError):
 
 
 def main(argv: list[str] | None = None) -> int:
+    config_file, overrides = config_file_arg(list(sys.argv[1:] if argv is None else argv), DEFAULT_CONFIG)
     try:
-        cfg = load_config(list(sys.argv[1:] if argv is None else argv))
+        cfg = load_config(overrides, config_file)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

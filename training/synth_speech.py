@@ -1,10 +1,13 @@
 """Multilingual synthetic speech for training and testing a small Nemotron-class model: espeak-ng voices reading
-sentences from per-language templates (`jobs.synth_text`), written as 16 kHz mono FLAC with NeMo manifests.
+sentences of a domain, written as 16 kHz mono FLAC with NeMo manifests. Two domains:
+- `callcentre` (the demo model's): sentences from the plain files in training/domain/<locale>/ (`training.callcentre`);
+- `general` (the broad recipe, for a GPU): everyday sentences from the templates in `training.synth_text`.
 
-    python -m jobs.synth_speech output_dir=build/synth seed=0 hours=12          # generate (key=value over
-                                                                                  # conf/synth_speech.yaml)
-    python -m jobs.synth_speech --check build/synth                             # verify the held-out split
-    python -m jobs.synth_speech --bundle-espeak build/espeak                    # espeak-ng for a machine without apt
+    python -m training.synth_speech output_dir=build/synth seed=0               # generate (key=value over
+                                                                                # conf/synth_speech.yaml: call-centre)
+    python -m training.synth_speech --config conf/synth_speech_broad.yaml output_dir=build/synth   # the broad set
+    python -m training.synth_speech --check build/synth                         # verify the held-out split
+    python -m training.synth_speech --bundle-espeak build/espeak                # espeak-ng for a machine without apt
 
 Output (`output_dir`):
     audio/{train,dev,test}/<split>-NNNNNN.flac
@@ -15,9 +18,13 @@ Output (`output_dir`):
     summary.json                     sizes per split and locale, the held-out voices, the settings
 
 How the set is made:
-- Sentences: for each locale a pool of distinct template sentences (`jobs.synth_text.sentence_pool`); the first
-  `test_sentences_per_locale` go to test, the next `dev_sentences_per_locale` to dev, the rest to train. A sentence
-  is in one split only, also inside mixed-language clips.
+- Sentences, `general`: for each locale a pool of distinct template sentences (`training.synth_text.sentence_pool`);
+  the first `test_sentences_per_locale` go to test, the next `dev_sentences_per_locale` to dev, the rest to train.
+  A sentence is in one split only, also inside mixed-language clips.
+- Sentences, `callcentre`: dev and test draw distinct sentences from the domain's fixed held-out class (new
+  combinations of its words, the same class for every seed: `training.callcentre.is_heldout`); train draws at the
+  grammar's own frequencies and never a held-out sentence. So a test set made from any seed is held out from a model
+  trained on any other seed's training set.
 - Voices: espeak-ng's voice for the locale with a voice variant (`de+m3`: a different speaker model), a speed
   (words per minute), a pitch and a word gap, drawn per clip. The `heldout_variants` are never used in train; in
   dev and test `heldout_voice_fraction` of each locale's clips use them (spread evenly, the first clip of each
@@ -56,11 +63,14 @@ from typing import Optional
 from omegaconf import MISSING
 
 from jobs.config import ConfigError, load_structured
-from jobs.synth_text import LANGUAGES, sentence_pool
+from training import callcentre
+from training.cli import config_file_arg
+from training.synth_text import LANGUAGES, sentence_pool
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "conf" / "synth_speech.yaml"
 SPLITS = ("train", "dev", "test")
+DOMAINS = ("callcentre", "general")
 SAMPLE_RATE = 16000
 # espeak-ng's voice for each locale.
 VOICES = {"en-US": "en-us", "es-ES": "es", "de-DE": "de", "fr-FR": "fr-fr"}
@@ -83,6 +93,7 @@ class SplitError(AssertionError):
 class SynthConfig:
     output_dir: str = MISSING
     seed: int = 0
+    domain: str = "callcentre"  # callcentre (training/domain/) | general (training.synth_text)
     hours: float = 1.0
     locales: list[str] = field(default_factory=lambda: ["en-US", "es-ES", "de-DE", "fr-FR"])
     test_sentences_per_locale: int = 200
@@ -109,9 +120,12 @@ class SynthConfig:
 
 def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) -> SynthConfig:
     cfg: SynthConfig = load_structured(SynthConfig, overrides, config_file, example="build/synth")
-    unknown = [loc for loc in cfg.locales if loc not in LANGUAGES or loc not in VOICES]
+    if cfg.domain not in DOMAINS:
+        raise ConfigError(f"domain must be one of {', '.join(DOMAINS)}, got {cfg.domain!r}")
+    known = callcentre.locales() if cfg.domain == "callcentre" else tuple(LANGUAGES)
+    unknown = [loc for loc in cfg.locales if loc not in known or loc not in VOICES]
     if unknown:
-        raise ConfigError(f"no templates or voice for {unknown}; known: {', '.join(LANGUAGES)}")
+        raise ConfigError(f"no {cfg.domain} sentences or voice for {unknown}; known: {', '.join(known)}")
     if set(cfg.train_variants) & set(cfg.heldout_variants):
         raise ConfigError(f"variants both in train and held out: {sorted(set(cfg.train_variants) & set(cfg.heldout_variants))}")
     if not cfg.train_variants or not cfg.heldout_variants:
@@ -165,7 +179,14 @@ class _Cycle:
 
 
 def split_pools(cfg: SynthConfig) -> dict[str, dict[str, list[str]]]:
-    """{split: {locale: sentences}}, disjoint by construction."""
+    """{split: {locale: sentences}}, disjoint by construction (`general`; `callcentre`: dev and test only)."""
+    if cfg.domain == "callcentre":
+        pools = {"dev": {}, "test": {}}
+        for loc in cfg.locales:
+            pool = callcentre.heldout_pool(loc, cfg.test_sentences_per_locale + cfg.dev_sentences_per_locale, cfg.seed)
+            pools["test"][loc] = pool[:cfg.test_sentences_per_locale]
+            pools["dev"][loc] = pool[cfg.test_sentences_per_locale:]
+        return pools
     clip_seconds = 3.0 * (1 + cfg.max_sentences) / 2
     train_needed = int(cfg.hours * 3600 / clip_seconds * (1 + cfg.max_sentences) / 2 / len(cfg.locales)) + 1
     train_n = min(cfg.max_train_sentences_per_locale, max(train_needed, 50))
@@ -185,7 +206,10 @@ def plan_clips(cfg: SynthConfig) -> dict[str, list[ClipPlan]]:
     plans: dict[str, list[ClipPlan]] = {}
     for split in SPLITS:
         rng = random.Random(f"{cfg.seed}:{split}:clips")
-        sentences = {loc: _Cycle(pools[split][loc], rng) for loc in cfg.locales}
+        if split == "train" and cfg.domain == "callcentre":
+            sentences = {loc: callcentre.TrainSentences(loc, rng) for loc in cfg.locales}
+        else:
+            sentences = {loc: _Cycle(pools[split][loc], rng) for loc in cfg.locales}
         train_variants = _Cycle(cfg.train_variants, rng)
         seen = {key: 0 for key in cfg.locales + ["auto"]}  # clips so far per locale (or auto)
         heldout_cycle = {key: i for i, key in enumerate(seen)}  # locales start at different held-out variants
@@ -275,6 +299,14 @@ def _espeak_wav(prefix: list[str], env: dict, voice: str, speed: int, pitch: int
     return np.asarray(audio, dtype=np.float32)
 
 
+def speak(text: str, locale: str, variant: str, speed: int = 160, pitch: int = 50, gap: int = 0,
+          espeak_bin: str = "espeak-ng", espeak_root: str | None = None):
+    """One sentence read by espeak-ng's voice for `locale` with a voice `variant`: 16 kHz mono float32 samples."""
+    prefix, env = espeak_command(espeak_bin, espeak_root)
+    with tempfile.TemporaryDirectory(prefix="espeak-") as tmp:
+        return _espeak_wav(prefix, env, f"{VOICES[locale]}+{variant}", speed, pitch, gap, text, f"{tmp}/s.wav")
+
+
 def render_clip(job: tuple) -> tuple[str, int]:
     """Synthesise one clip to FLAC; returns (clip_id, number of samples)."""
     import numpy as np
@@ -332,7 +364,7 @@ def generate(cfg: SynthConfig, log=print) -> dict:
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             samples = dict(pool.map(render_clip, jobs, chunksize=max(1, min(64, len(jobs) // (4 * workers)))))
-    summary: dict = {"seed": cfg.seed, "espeak": version, "sample_rate": SAMPLE_RATE,
+    summary: dict = {"seed": cfg.seed, "domain": cfg.domain, "espeak": version, "sample_rate": SAMPLE_RATE,
                      "heldout_variants": list(cfg.heldout_variants), "train_variants": list(cfg.train_variants),
                      "splits": {}, "config": asdict(cfg) | {"output_dir": None, "workers": None}}
     for split in SPLITS:
@@ -364,7 +396,8 @@ def read_manifest(path: str | Path) -> list[dict]:
 def check_split(output_dir: str | Path) -> dict:
     """Verify the held-out rules of a generated set; raises SplitError, else returns counts.
 
-    - no sentence (locale, text) is in two splits;
+    - no sentence (locale, text) is in two splits; `callcentre`: every dev and test sentence is in the domain's
+      held-out class and no training sentence is;
     - no held-out voice variant is in train, and every clip marked `heldout_voice` uses one;
     - dev and test each have held-out-voice clips in every locale they have clips of;
     - every audio file exists.
@@ -398,6 +431,12 @@ def check_split(output_dir: str | Path) -> dict:
         shared = sentences[a] & sentences[b]
         if shared:
             raise SplitError(f"{len(shared)} sentences in both {a} and {b}, e.g. {sorted(shared)[0]}")
+    if summary.get("domain") == "callcentre":
+        for split in SPLITS:
+            wrong = sorted(s for s in sentences[split] if callcentre.is_heldout(*s) != (split != "train"))
+            if wrong:
+                raise SplitError(f"{split}: {len(wrong)} sentences on the wrong side of the held-out class, "
+                                 f"e.g. {wrong[0]}")
     if variants["train"] & heldout:
         raise SplitError(f"held-out voice variants in train: {sorted(variants['train'] & heldout)}")
     report["heldout_variants"] = sorted(heldout)
@@ -468,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "--check":
         if len(argv) != 2:
-            print("usage: python -m jobs.synth_speech --check OUTPUT_DIR", file=sys.stderr)
+            print("usage: python -m training.synth_speech --check OUTPUT_DIR", file=sys.stderr)
             return 2
         try:
             print(json.dumps(check_split(argv[1]), indent=2))
@@ -478,12 +517,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv and argv[0] == "--bundle-espeak":
         if len(argv) != 2:
-            print("usage: python -m jobs.synth_speech --bundle-espeak DEST_DIR", file=sys.stderr)
+            print("usage: python -m training.synth_speech --bundle-espeak DEST_DIR", file=sys.stderr)
             return 2
         bundle_espeak(argv[1])
         return 0
+    config_file, argv = config_file_arg(argv, DEFAULT_CONFIG)
     try:
-        cfg = load_config(argv)
+        cfg = load_config(argv, config_file)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

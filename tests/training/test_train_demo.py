@@ -1,5 +1,5 @@
-"""Tests for the demo-model training job: synthetic speech (jobs.synth_speech, jobs.synth_text), the training loop and
-its pieces (pipeline.models.training), and the job (jobs.train_demo_model).
+"""Tests for the demo-model training job: synthetic speech (training.synth_speech, training.synth_text), the training
+loop and its pieces (training.recipe), and the job (training.train_demo_model).
 
 Everything here is sized for two CPU cores: a few espeak-ng clips, a ~0.35M-parameter model of the real class, a
 handful of steps. Only the synthesis tests need espeak-ng; the training tests read tones (no espeak-ng).
@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jobs import synth_speech
-from jobs.synth_text import LANGUAGES, capacity, sentence_pool
-from pipeline.models.released import ATT_CONTEXT_SIZES
+from training import synth_speech
+from training.synth_text import LANGUAGES, capacity, sentence_pool
 from tests.audio_factory import tone
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -27,7 +26,7 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
 TINY_SYNTH = ["hours=0.01", "test_clips_per_locale=2", "dev_clips_per_locale=1", "test_mixed_clips=2",
               "dev_mixed_clips=1", "workers=2"]
 TINY_MODEL = dict(n_layers=2, d_model=64, n_heads=4, vocab_size=128, pred_hidden=64, joint_hidden=64, dropout=0.0,
-                  spec_augment=False)
+                  spec_augment=False, subsampling_conv_channels=16)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -148,9 +147,17 @@ def test_manifests_parse_with_the_project_connector(synth_dir) -> None:
         for row, entry in zip(rows, entries):
             assert row["error"] is None
             assert row["reference_text"] == entry["text"]
-            assert row["row_target_lang"] == entry["lang"]
+            assert row["requested_lang"] == entry["lang"]
             assert Path(row["audio_url"]).exists()
             assert json.loads(row["metadata"])["variant"] == entry["variant"]
+
+
+@needs_espeak
+def test_the_broad_recipes_general_domain_still_generates(tmp_path) -> None:
+    out = _synth(tmp_path / "g", "domain=general", "seed=3")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["domain"] == "general" and summary["splits"]["train"]["clips"] > 0
+    synth_speech.check_split(out)
 
 
 def test_config_rejects_a_variant_both_trained_and_held_out() -> None:
@@ -167,7 +174,7 @@ def test_torch_rnnt_loss_matches_nemo() -> None:
     import torch
     from nemo.collections.asr.losses.rnnt import RNNTLoss
 
-    from pipeline.models.training import rnnt_loss_torch
+    from training.recipe import rnnt_loss_torch
 
     gen = torch.Generator().manual_seed(0)
     B, T, U, V = 3, 9, 4, 7
@@ -190,26 +197,25 @@ def test_torch_rnnt_loss_matches_nemo() -> None:
                           rnnt_loss_torch(logits.log_softmax(-1), targets, t_len, u_len, V), atol=1e-5)
 
 
-def test_lookahead_sampler_covers_every_size_in_each_run() -> None:
+def test_lookahead_sampler_covers_every_size_in_each_run_of_len_sizes_steps() -> None:
     from pipeline.models.released import ATT_CONTEXT_SIZES
-    from pipeline.models.training import LookaheadSampler
+    from training.recipe import LookaheadSampler
 
-    for sizes in (ATT_CONTEXT_SIZES, ((56, 0), (56, 1), (56, 3), (56, 6), (56, 13))):  # released, and another list
-        n = len(sizes)
-        sampler = LookaheadSampler(sizes, seed=0)
-        draws = [sampler.next_index() for _ in range(4 * n)]
-        for block in range(4):
-            assert sorted(draws[n * block: n * block + n]) == list(range(n))
-        assert draws != list(range(n)) * 4  # shuffled, not a fixed cycle
-        state = sampler.state_dict()
-        ahead = [sampler.next_index() for _ in range(7)]
-        again = LookaheadSampler(sizes, seed=0)
-        again.load_state_dict(state)
-        assert [again.next_index() for _ in range(7)] == ahead
+    n = len(ATT_CONTEXT_SIZES)
+    sampler = LookaheadSampler(ATT_CONTEXT_SIZES, seed=0)
+    draws = [sampler.next_index() for _ in range(4 * n)]
+    for block in range(4):
+        assert sorted(draws[n * block: n * block + n]) == list(range(n))
+    assert draws != list(range(n)) * 4  # shuffled, not a fixed cycle
+    state = sampler.state_dict()
+    ahead = [sampler.next_index() for _ in range(7)]
+    again = LookaheadSampler(ATT_CONTEXT_SIZES, seed=0)
+    again.load_state_dict(state)
+    assert [again.next_index() for _ in range(7)] == ahead
 
 
 def test_epoch_batches_respect_the_padded_budget_and_cover_every_clip() -> None:
-    from pipeline.models.training import epoch_batches
+    from training.recipe import epoch_batches
 
     durations = np.random.default_rng(0).uniform(1, 8, 200)
     batches = epoch_batches(durations, batch_seconds=30, max_clips=16, seed=0, epoch=0)
@@ -245,14 +251,14 @@ def tone_set(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tone_set, tmp_path_factory) -> Path:
-    from pipeline.models.training import LOCALES, read_manifest, train_tokenizer
+    from training.recipe import LOCALES, read_manifest, train_tokenizer
 
     texts = [e["text"] for e in read_manifest(tone_set / "train_manifest.json")]
     return train_tokenizer(texts, LOCALES, 96, tmp_path_factory.mktemp("tok"))
 
 
 def _trainer(tone_set, tokenizer_dir, **settings):
-    from pipeline.models.training import ClipSet, DemoModelSpec, Trainer, TrainSettings, build_demo_model
+    from training.recipe import ClipSet, DemoModelSpec, Trainer, TrainSettings, build_demo_model
 
     model = build_demo_model(DemoModelSpec(**TINY_MODEL), tokenizer_dir, seed=0)
     data = ClipSet(tone_set / "train_manifest.json", model.tokenizer, threads=2)
@@ -266,11 +272,15 @@ def test_language_tags_are_single_tokens(tone_set, tokenizer_dir) -> None:
     for locale in ("en-US", "es-ES", "de-DE", "fr-FR"):
         ids = tokenizer.text_to_ids(f"Hola.<{locale}>")
         assert tokenizer.ids_to_tokens(ids[-1:]) == [f"<{locale}>"]
-    assert trainer.prompts["auto"] == 101 and trainer.prompts["de-DE"] == 9  # the released index
+    # The released checkpoint's prompt dictionary, aliases included.
+    assert trainer.prompts["auto"] == 101 and trainer.prompts["de-DE"] == trainer.prompts["de"] == 9
+    assert trainer.prompts["en"] == trainer.prompts["en-US"] == 0 and trainer.prompts["es"] == 3
 
 
 def test_training_steps_run_and_every_lookahead_is_really_used(tone_set, tokenizer_dir, monkeypatch) -> None:
-    trainer = _trainer(tone_set, tokenizer_dir, steps=5)
+    from training.recipe import RELEASED_ATT_CONTEXT_SIZES
+
+    trainer = _trainer(tone_set, tokenizer_dir, steps=4)
     used = []
     original = trainer.model.encoder._create_masks
 
@@ -281,11 +291,9 @@ def test_training_steps_run_and_every_lookahead_is_really_used(tone_set, tokeniz
     monkeypatch.setattr(trainer.model.encoder, "_create_masks", recording)
     outs = []
     assert trainer.run(on_step=lambda step, out: outs.append(out)) is True
-    assert len(outs) == 5 and all(o["finite"] and np.isfinite(float(o["loss"])) for o in outs)
+    assert len(outs) == 4 and all(o["finite"] and np.isfinite(float(o["loss"])) for o in outs)
     assert used == [o["att_context_size"] for o in outs]
-    sizes = [tuple(c) for c in trainer.model.encoder.att_context_size_all]
-    assert sorted(sizes) == sorted(ATT_CONTEXT_SIZES)  # the released latency list
-    assert sorted(map(tuple, used[:len(sizes)])) == sorted(sizes)  # each run of len(sizes) steps uses them all
+    assert sorted(map(tuple, used)) == sorted(map(tuple, RELEASED_ATT_CONTEXT_SIZES))
     assert trainer.loss_fn.impl == "torch"  # CPU: the vectorised PyTorch loss
 
 
@@ -301,9 +309,108 @@ def test_loss_decreases_on_a_repeated_batch(tone_set, tokenizer_dir) -> None:
 def test_prompts_mixed_clips_always_auto(tone_set, tokenizer_dir) -> None:
     trainer = _trainer(tone_set, tokenizer_dir, auto_prompt_prob=0.0)
     assert trainer.prompt_indices([7]).tolist() == [101]  # the mixed clip
-    assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [0, 2, 9, 8]  # en-US, es-ES, de-DE, fr-FR: released indices
+    assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [0, 2, 9, 8]  # en-US, es-ES, de-DE, fr-FR
     trainer = _trainer(tone_set, tokenizer_dir, auto_prompt_prob=1.0)
     assert trainer.prompt_indices([0, 1, 2, 3]).tolist() == [101] * 4
+
+
+def test_ctc_only_steps_train_the_encoder_alone_then_the_rnnt_joins(tone_set, tokenizer_dir) -> None:
+    trainer = _trainer(tone_set, tokenizer_dir, ctc_only_steps=1, ctc_weight=0.3)
+    joint_before = [p.detach().clone() for p in trainer.model.joint.parameters()]
+    first = trainer.train_step([0, 1, 2, 3])
+    assert first["rnnt"] is None and float(first["loss"]) == float(first["ctc"])
+    # AdamW's weight decay aside, the joint got no gradient: it did not take part.
+    assert all(p.grad is None for p in trainer.model.joint.parameters())
+    second = trainer.train_step([0, 1, 2, 3])
+    assert second["rnnt"] is not None and second["ctc"] is not None
+    assert any(not np.allclose(a.numpy(), b.detach().numpy()) for a, b in
+               zip(joint_before, trainer.model.joint.parameters()))
+
+
+def test_prediction_network_history_masking_and_the_ctc_input(tone_set, tokenizer_dir) -> None:
+    import torch
+
+    trainer = _trainer(tone_set, tokenizer_dir, decoder_mask_prob=0.5, ctc_input="prompted")
+    targets = torch.randint(0, trainer.blank, (8, 50), generator=torch.Generator().manual_seed(0))
+    masked = trainer._mask_history(targets)
+    hidden = masked == trainer.blank
+    assert 0.35 < float(hidden.float().mean()) < 0.65
+    assert torch.equal(masked[~hidden], targets[~hidden])
+    out = trainer.train_step([0, 1, 2, 3])
+    assert out["finite"] and out["rnnt"] is not None
+    # The CTC head reads what the joint reads (after the prompt kernel), or the encoder's own output.
+    encoded = torch.randn(2, trainer.model.cfg.encoder.d_model, 7)
+    logits, lengths = trainer._ctc_logits(encoded, torch.tensor([7, 5]))
+    assert logits.shape == (2, 7, trainer.blank + 1) and lengths.tolist() == [7, 5]
+    assert torch.allclose(logits, trainer.ctc_head(encoded.transpose(1, 2)))
+    assert _trainer(tone_set, tokenizer_dir, decoder_mask_prob=0.0)._mask_history(targets) is targets
+
+
+def test_identity_prompt_kernel_passes_the_encoder_output_through_then_learns_the_prompt(tone_set,
+                                                                                       tokenizer_dir) -> None:
+    import torch
+
+    trainer = _trainer(tone_set, tokenizer_dir, identity_prompt_init=True, normalise_input=False)
+    model = trainer.model.eval()
+    signal, lengths, _, _ = trainer.data.batch([0, 1], "cpu", blank=0)
+    with torch.no_grad():
+        encoded, _ = model.forward(input_signal=signal, input_signal_length=lengths,
+                                   prompt_indices=torch.tensor([0, 101]))
+    assert torch.allclose(encoded, trainer._encoder_out, atol=1e-5)
+    model.train()
+    trainer.train_step([0, 1, 2, 3])
+    prompt_columns = model.prompt_kernel[0].weight[:, model.cfg.encoder.d_model:]
+    assert float(prompt_columns.abs().sum()) > 0  # the prompt gets its say by training
+
+
+def test_input_normalisation_folded_into_the_first_conv_equals_normalised_features(tone_set, tokenizer_dir) -> None:
+    import copy
+
+    import torch
+
+    from training.recipe import normalise_first_conv
+
+    trainer = _trainer(tone_set, tokenizer_dir)
+    model = trainer.model.eval()
+    signal, lengths, _, _ = trainer.data.batch([0, 1], "cpu", blank=0)
+    original = copy.deepcopy(model.encoder.pre_encode.conv[0])
+    mean, std = normalise_first_conv(model, signal, lengths)
+    assert -20 < mean < 5 and std > 0.5
+    with torch.no_grad():
+        features, _ = model.preprocessor(input_signal=signal, length=lengths)
+        x = features.transpose(1, 2)[:, None]  # (B, 1, T, F) as the subsampling takes it
+        want = original((x - mean) / std)
+        got = model.encoder.pre_encode.conv[0](x)
+    # Equal away from the zero-padded borders (2 rows and columns at most for a 3x3 kernel).
+    assert torch.allclose(got[..., 2:-2, 2:-2], want[..., 2:-2, 2:-2], atol=1e-4)
+
+
+def test_telephone_band_limits_and_quantises() -> None:
+    import torch
+
+    from training.recipe import telephone
+
+    t = torch.arange(16000) / 16000
+    signal = (0.3 * torch.sin(2 * torch.pi * 500 * t) + 0.3 * torch.sin(2 * torch.pi * 6000 * t))[None]
+    out = telephone(signal, torch.tensor([[3600.0]]))
+    spectrum = torch.fft.rfft(out[0]).abs()
+    assert spectrum[6000] < 0.01 * spectrum[500]  # 1 Hz bins: the 6 kHz tone is gone, 500 Hz stays
+    assert out.abs().max() <= 1.0 and len(torch.unique(out)) <= 256  # 8-bit mu-law levels
+
+
+def test_dev_evaluation_reports_wer_and_language_id_and_leaves_training_state(tone_set, tokenizer_dir) -> None:
+    from training.recipe import ClipSet
+
+    trainer = _trainer(tone_set, tokenizer_dir)
+    trainer.dev = ClipSet(tone_set / "test_manifest.json", trainer.model.tokenizer, threads=2)
+    trainer.run(max_steps=2)
+    before = list(trainer.model.encoder.att_context_size)
+    result = trainer.dev_eval()
+    assert trainer.model.training and list(trainer.model.encoder.att_context_size) == before
+    for key in ("wer_given_56_13", "wer_given_56_0", "wer_auto_56_13", "lid_accuracy_auto_56_13",
+                "wer_ctc_given_56_13"):
+        assert result[key] is not None and result[key] >= 0, key
+    assert 0 <= result["lid_accuracy_auto_56_13"] <= 1
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tone_set, tokenizer_dir, tmp_path) -> None:
@@ -326,24 +433,36 @@ def test_resumed_run_matches_an_uninterrupted_one(tone_set, tokenizer_dir, tmp_p
 def test_config_file_matches_the_dataclass() -> None:
     from omegaconf import OmegaConf
 
-    from jobs.train_demo_model import DEFAULT_CONFIG, TrainDemoConfig
+    from training.train_demo_model import DEFAULT_CONFIG, TrainDemoConfig
 
-    keys = set(OmegaConf.to_container(OmegaConf.load(DEFAULT_CONFIG)))
-    assert keys == set(TrainDemoConfig.__dataclass_fields__)
-    assert set(OmegaConf.load(synth_speech.DEFAULT_CONFIG)) == set(synth_speech.SynthConfig.__dataclass_fields__)
+    from training.recipe import DemoModelSpec
+
+    conf = DEFAULT_CONFIG.parent
+    for path in (DEFAULT_CONFIG, conf / "train_demo_gpu.yaml"):
+        loaded = OmegaConf.to_container(OmegaConf.load(path))
+        assert set(loaded) == set(TrainDemoConfig.__dataclass_fields__), path
+        assert set(loaded["model"]) == set(DemoModelSpec.__dataclass_fields__), path
+    for path in (synth_speech.DEFAULT_CONFIG, conf / "synth_speech_broad.yaml"):
+        assert set(OmegaConf.load(path)) == set(synth_speech.SynthConfig.__dataclass_fields__), path
 
 
 def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_set, tmp_path) -> None:
-    from jobs import train_demo_model
-    from pipeline.models.base import AudioItem, ModelSettings
+    from training import train_demo_model
+    from jobs.spec import JobSpec
+    from pipeline.graph import ComputeSpec
+    from pipeline.models.base import AudioItem
     from pipeline.models.nemo_rnnt import NemotronRNNT
+    from pipeline.models.released import PROMPT_DICTIONARY
 
     model_keys = [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + ["model.vocab_size=96"]
     common = [f"data_dir={tone_set}", f"work_dir={tmp_path / 'work'}", "batch_seconds=8", "warmup_steps=1",
-              "device=cpu", "eval_limit=5", *model_keys]
+              "device=cpu", "eval_limit=5", "ctc_only_steps=1", "augment_from_step=1", "eval_every=2",
+              "dev_manifest=test_manifest.json", "dev_limit=4", *model_keys]
     assert train_demo_model.main(common + ["steps=2"]) == 0
     metrics = json.loads((tmp_path / "work" / "metrics.json").read_text())
     assert metrics["finished"] is True and metrics["training"]["steps"] == 2
+    assert [e["step"] for e in metrics["training"]["dev_curve"]] == [2]
+    assert all(h["cpu_seconds_per_step"] > 0 for h in metrics["training"]["loss_curve"])
     assert set(metrics["targets"]) == {"wer_given_56_13", "wer_given_56_0", "lid_accuracy_auto_56_13"}
     evaluation = metrics["evaluation"]
     assert evaluation["clips"] == 5 and set(evaluation["contexts"]) == {"56_13", "56_0"}
@@ -351,12 +470,13 @@ def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_s
     nemo = tmp_path / "work" / "demo.nemo"
     assert metrics["model"]["nemo_mb"] < 20 and nemo.stat().st_size < 20e6
 
-    adapter = NemotronRNNT(ModelSettings(model_path=str(nemo), att_context_size=(56, 0), device="cpu"))
-    # The released dictionary restricted to the four locales' indices, aliases included.
-    assert adapter.card.locales == ("de", "de-DE", "en", "en-US", "es-ES", "esES", "fr", "fr-FR")
+    adapter = NemotronRNNT(JobSpec(model_path=str(nemo), output_path="unused", att_context_size=[56, 0],
+                                   compute=ComputeSpec(device="cpu")))
+    assert adapter.card.prompt_dictionary == PROMPT_DICTIONARY
+    assert adapter.card.att_context_sizes == ((56, 3), (56, 0), (56, 6), (56, 13))
     audio, _ = sf.read(tone_set / "audio" / "0.flac", dtype="float32")
-    out = adapter.transcribe([AudioItem(audio, "en-US"), AudioItem(audio, "auto")])
-    assert len(out) == 2 and all(isinstance(o.raw_text, str) for o in out)
+    out = adapter.transcribe([AudioItem(audio, "en-US"), AudioItem(audio, "de"), AudioItem(audio, "auto")])
+    assert len(out) == 3 and all(isinstance(o.raw_text, str) for o in out)
 
     # Same work_dir, more steps: resumes from state.pt.
     assert train_demo_model.main(common + ["steps=3", "evaluate=false"]) == 0

@@ -1,4 +1,4 @@
-"""Sentences for the synthetic speech set (`jobs.synth_speech`): per-language templates filled from word lists.
+"""Sentences for the synthetic speech set (`training.synth_speech`): per-language templates filled from word lists.
 
 Each language has about twenty everyday templates (errands, travel, weather, meetings, shopping) and slot lists of
 names, objects, places, destinations and times, written so that the filled sentences are grammatical: the slot
