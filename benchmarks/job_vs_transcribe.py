@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
 
         model_path = str(folder / "tiny-blank-bias.nemo")
         if not Path(model_path).exists():
-            build_checkpoint(model_path, TinyModelSpec(blank_bias=4.0))
+            build_checkpoint(model_path, TinyModelSpec(blank_bias=0.18, tag_bias=-1.0, seed=4))
     manifest, paths, audio_seconds = make_clips(folder, args.clips)
 
     with tempfile.TemporaryDirectory() as tmp:

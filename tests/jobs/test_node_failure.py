@@ -151,7 +151,7 @@ def test_worker_node_killed_mid_job_the_job_succeeds_with_every_row_once(ray_ses
     done_there = [t["name"] for t in before["tasks"] if t["node_id"] == second_id and t["state"] == "FINISHED"]
     assert any("decode_block" in name for name in done_there)
     assert len(victims) >= 3  # `ray start`, the raylet, and at least one worker, not just a stray process
-    assert f"rows        {CLIPS} ({CLIPS} transcribed, 0 failed, 0 already done)" in logs, logs[-4000:]
+    assert f"rows        {CLIPS} ({CLIPS} transcribed, 0 failed, 0 already done, 0 replacing" in logs, logs[-4000:]
     counts = recordings_counts(out)
     assert len(counts) == CLIPS and set(counts.values()) == {1}
     assert duplicate_segments(out) == []
