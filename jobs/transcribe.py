@@ -230,6 +230,12 @@ def actor_pool(spec: JobSpec):
                                                                                                 c.min_actors))
 
 
+def read_ahead_rows(spec: JobSpec) -> int:
+    """How many rows may be read but not yet committed: enough for several commits and for every actor to have work
+    queued, few enough that the driver's memory does not grow with the archive."""
+    return max(4 * spec.output.rows_per_file, 64 * spec.compute.block_rows)
+
+
 def _iterate(ds, out: queue.Queue) -> None:
     """Feed the dataset's finished blocks (references) to the driver loop, from a thread, so that the loop can keep
     committing by age and printing progress while it waits."""
@@ -298,7 +304,7 @@ def _run(p: Plan, run_id: str) -> RunSummary:
 
     from pipeline.graph import transcription_graph, work_block_seconds
 
-    ledger = ray.remote(num_cpus=0)(Ledger).remote()
+    ledger = ray.remote(num_cpus=0)(Ledger).remote(read_ahead_rows(spec))
     source = SourceSettings(defaults=JobDefaults(spec.target_lang, spec.audio.channel_mode),
                             locales=p.card.languages,
                             block_seconds=work_block_seconds(spec.compute, spec.batch_size),
@@ -314,6 +320,7 @@ def _run(p: Plan, run_id: str) -> RunSummary:
     bundles: queue.Queue = queue.Queue()
     feeder = threading.Thread(target=_iterate, args=(ds, bundles), name="dataset-feeder", daemon=True)
     feeder.start()
+    reported = 0  # commits told to the ledger (it paces reading by them)
     while True:
         try:
             item = bundles.get(timeout=1.0)
@@ -326,9 +333,15 @@ def _run(p: Plan, run_id: str) -> RunSummary:
         if item is not False:
             committer.add(item)
         committer.tick()
+        newly = sum(w.rows for w in committer.written[reported:])
+        if newly:
+            reported = len(committer.written)
+            ledger.add_committed.remote(newly)
         if progress.due():
             progress.emit(progress_line(progress, committer, ray.get(ledger.get.remote())))
     committer.close()
+    if os.environ.get("NEMOTRON_BATCH_STATS"):  # Ray Data's per-stage timings, for tuning
+        log.info("%s", ds.stats())
     totals: LedgerTotals = ray.get(ledger.get.remote())
 
     stages: Counter[str] = Counter()

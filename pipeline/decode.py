@@ -12,6 +12,7 @@ never its file or a float copy of it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -109,10 +110,25 @@ def decode_recording(row: dict, settings: DecodeSettings) -> dict:
     return row
 
 
-def decode_block(batch: pa.Table, settings: DecodeSettings) -> pa.Table:
-    """Ray `map_batches` UDF: one work block (a row holding its source rows) in, its decoded recordings out."""
+# A decode task hands on what it has decoded once it holds this much audio (16-bit: about 2 h), so its memory stays
+# bounded even when the manifest's durations were wrong or missing; recordings always stay whole.
+MAX_PENDING_PCM_BYTES = 256 * 2**20
+
+
+def decode_block(batch: pa.Table, settings: DecodeSettings) -> Iterator[pa.Table]:
+    """Ray `map_batches` UDF: one work block (a row holding its source rows) in, its decoded recordings out (in
+    pieces of at most about MAX_PENDING_PCM_BYTES of audio)."""
     install_redaction()  # idempotent: this worker's log records carry no credential
     rows: list[dict] = []
+    pending = 0
+    handed_on = False
     for block in batch["rows"].to_pylist():
-        rows.extend(decode_recording(row, settings) for row in block)
-    return to_table(rows, DECODED_SCHEMA)
+        for row in block:
+            decoded = decode_recording(row, settings)
+            rows.append(decoded)
+            pending += sum(len(s["samples"]) for s in decoded["segments"])
+            if pending >= MAX_PENDING_PCM_BYTES:
+                yield to_table(rows, DECODED_SCHEMA)
+                rows, pending, handed_on = [], 0, True
+    if rows or not handed_on:
+        yield to_table(rows, DECODED_SCHEMA)

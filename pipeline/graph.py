@@ -49,8 +49,8 @@ class ComputeSpec:
     block_seconds: Optional[float] = setting(None, "audio seconds per work block (by the manifest's duration where "
                                                    "given): what one task decodes and one actor call sorts into "
                                                    "batches; null = 240 x batch_size, at most 7200")
-    block_rows: int = setting(256, "recordings per work block at most (the only bound for rows without a "
-                                   "duration)")
+    block_rows: int = setting(1024, "recordings per work block at most (a row without a duration counts as 60 s of "
+                                    "audio)")
     ray_address: Optional[str] = setting(None, "a Ray cluster address; null = RAY_ADDRESS (set by ray job submit), "
                                                "else an embedded local Ray")
 

@@ -1,12 +1,19 @@
-"""The job's ledger: what the read tasks saw, gathered in one small Ray actor.
+"""The job's ledger: what the read tasks saw, gathered in one small Ray actor, and how far reading may run ahead.
 
 The driver never holds the rows; it learns how many there were, how many were skipped as done, how many replace an
 earlier copy, and which committed rows became orphans, from this actor (one call per manifest). With the commits'
 own counts this closes the books: rows to do = rows read - rows done = rows committed.
+
+Read-ahead: reading is far faster than transcribing, and each finished work block waiting in a queue costs the
+driver some memory (Ray Data keeps its metadata there) even though its rows are small. So a read task asks the ledger
+before it hands on a block (`admit`), and waits while more than `read_ahead_rows` rows are admitted but not yet
+committed; the driver reports its commits (`add_committed`). Driver memory then stays flat however large the
+archive (benchmarks/machinery.py driver-memory).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 
@@ -26,10 +33,23 @@ class LedgerTotals:
 
 
 class Ledger:
-    """Run as a Ray actor (`ray.remote(num_cpus=0)(Ledger)`)."""
+    """Run as a Ray actor (`ray.remote(num_cpus=0)(Ledger)`: its `admit` is async, so it waits without blocking the
+    other calls)."""
 
-    def __init__(self) -> None:
+    def __init__(self, read_ahead_rows: int = 1 << 62) -> None:
         self.totals = LedgerTotals()
+        self.read_ahead_rows = read_ahead_rows
+        self.admitted = 0
+        self.committed = 0
+
+    async def admit(self, rows: int) -> None:
+        """Return once `rows` more rows may go into the pipeline (always at once when nothing is in flight)."""
+        while self.admitted > self.committed and self.admitted - self.committed + rows > self.read_ahead_rows:
+            await asyncio.sleep(0.05)
+        self.admitted += rows
+
+    def add_committed(self, rows: int) -> None:
+        self.committed += rows
 
     def add_read(self, stats) -> None:
         t = self.totals

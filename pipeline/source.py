@@ -3,8 +3,8 @@
 One task per manifest streams it line by line (`connectors.manifests`), resolves each row's options once
 (`pipeline.options`), skips what the output already holds (`connectors.resume`: the index travels through the object
 store, so no task and not the driver holds the done ids as Python objects), and cuts the rest into *work blocks*:
-recordings totalling about `compute.block_seconds` of audio by the manifest's `duration` (rows without one weigh
-`block_seconds / block_rows`), at most `block_rows` recordings. A work block is one row (its source rows nested), so
+recordings totalling about `compute.block_seconds` of audio by the manifest's `duration` (a row without one counts as
+UNKNOWN_DURATION_SECONDS, a typical call), at most `compute.block_rows` recordings. A work block is one row (its source rows nested), so
 that Ray Data can hand each to its own decode task.
 
 What a task read is reported to the job's `Ledger` actor (rows, skipped, replaced, orphans), for the progress line
@@ -27,6 +27,7 @@ from pipeline.options import JobDefaults, source_row
 from pipeline.records import WORK_BLOCK_SCHEMA
 
 _INDEX_CACHE: dict[str, ResumeIndex] = {}
+UNKNOWN_DURATION_SECONDS = 60.0  # what a row without `duration` counts for when work blocks are cut
 _CHECK_EVERY = 4096  # rows looked up in the index at once (vectorised)
 
 
@@ -84,7 +85,6 @@ def read_source(source: str, is_audio_dir: bool, settings: SourceSettings, index
     seen = bytearray()  # the ids read, 10 bytes each (for orphans), instead of a set of Python strings
     block: list[dict] = []
     weight = 0.0
-    unknown_weight = settings.block_seconds / settings.block_rows
     pending: list[ManifestRow] = []
 
     def drain() -> Iterator[list[dict]]:
@@ -97,7 +97,7 @@ def read_source(source: str, is_audio_dir: bool, settings: SourceSettings, index
             if duration is not None and not resolved["error"]:
                 stats.declared_seconds += duration
             block.append(resolved)
-            weight += duration if duration is not None else unknown_weight
+            weight += duration if duration is not None else UNKNOWN_DURATION_SECONDS
             if weight >= settings.block_seconds or len(block) >= settings.block_rows:
                 yield block
                 block, weight = [], 0.0
@@ -122,13 +122,15 @@ def read_source(source: str, is_audio_dir: bool, settings: SourceSettings, index
 def read_blocks(batch: pa.Table, settings: SourceSettings, is_audio_dir: bool, index_ref: list,
                 ledger) -> Iterator[pa.Table]:
     """Ray `map_batches` UDF: a batch of manifest URLs (or the audio folder) in, work blocks out, one per table."""
+    import ray
+
     install_redaction()  # idempotent: this worker's log records carry no credential
     index = _index(index_ref)
     for source in batch["source"].to_pylist():
         stats = ReadStats(source=source)
         for number, rows in enumerate(read_source(source, is_audio_dir, settings, index, stats)):
+            if ledger is not None:  # wait while too much is read but not yet committed (pipeline/ledger.py)
+                ray.get(ledger.admit.remote(len(rows)))
             yield pa.Table.from_pylist([{"block": number, "rows": rows}], schema=WORK_BLOCK_SCHEMA)
         if ledger is not None:
-            import ray
-
             ray.get(ledger.add_read.remote(stats))

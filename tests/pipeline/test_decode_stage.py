@@ -385,7 +385,7 @@ def test_decode_block_keeps_each_recording_whole_with_its_segments(tone_wav, tmp
         _row(str(tone_wav), line=5, error="line 5 duplicates line 1 (not transcribed twice)", error_stage="manifest"),
     ]
     settings = DecodeSettings(segmenting=SegmentPolicy(max_seconds=20, min_seconds=8))
-    out = decode_block(_block(rows), settings)
+    out = pa.concat_tables(decode_block(_block(rows), settings))
     assert out.schema == DECODED_SCHEMA
     assert out["line"].to_pylist() == [1, 2, 3, 4, 5]  # one row per recording, in order
     segments = out["segments"].to_pylist()
@@ -404,7 +404,17 @@ def test_decode_block_keeps_each_recording_whole_with_its_segments(tone_wav, tmp
 
 
 def test_decode_block_all_failed_keeps_schema(tmp_path) -> None:
-    out = decode_block(_block([_row(str(tmp_path / "x.wav"))]), SETTINGS)
+    (out,) = decode_block(_block([_row(str(tmp_path / "x.wav"))]), SETTINGS)
     assert out.schema == DECODED_SCHEMA
     assert out["segments"].to_pylist() == [[]]
     assert out["error"].to_pylist() == [f"file not found: {tmp_path / 'x.wav'}"]
+
+
+def test_decode_block_hands_on_big_audio_in_pieces_keeping_recordings_whole(tone_wav, monkeypatch) -> None:
+    """A block whose audio outgrows MAX_PENDING_PCM_BYTES (the manifest's durations were wrong or missing) leaves
+    the task in pieces, each of whole recordings, so a task's memory stays bounded."""
+    monkeypatch.setattr("pipeline.decode.MAX_PENDING_PCM_BYTES", 2 * 24000 * 2)  # two 1.5 s recordings
+    pieces = list(decode_block(_block([_row(str(tone_wav), line=i) for i in range(5)]), SETTINGS))
+    assert [p.num_rows for p in pieces] == [2, 2, 1]
+    assert all(p.schema == DECODED_SCHEMA for p in pieces)
+    assert pa.concat_tables(pieces)["line"].to_pylist() == [0, 1, 2, 3, 4]
