@@ -268,6 +268,7 @@ def run(p: Plan) -> RunSummary:
 
 def _run(p: Plan, run_id: str) -> RunSummary:
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     spec = p.spec
     started = time.monotonic()
@@ -304,7 +305,9 @@ def _run(p: Plan, run_id: str) -> RunSummary:
 
     from pipeline.graph import transcription_graph, work_block_seconds
 
-    ledger = ray.remote(num_cpus=0)(Ledger).remote(read_ahead_rows(spec))
+    # On the driver's node: a worker node lost mid-job must not take the books with it (pipeline/ledger.py).
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    ledger = ray.remote(num_cpus=0)(Ledger).options(scheduling_strategy=here).remote(read_ahead_rows(spec))
     source = SourceSettings(defaults=JobDefaults(spec.target_lang, spec.audio.channel_mode),
                             locales=p.card.languages,
                             block_seconds=work_block_seconds(spec.compute, spec.batch_size),

@@ -9,6 +9,10 @@ driver some memory (Ray Data keeps its metadata there) even though its rows are 
 before it hands on a block (`admit`), and waits while more than `read_ahead_rows` rows are admitted but not yet
 committed; the driver reports its commits (`add_committed`). Driver memory then stays flat however large the
 archive (benchmarks/machinery.py driver-memory).
+
+Both reports are idempotent: Ray re-runs a read task whose output was lost with a node (lineage reconstruction),
+and a second report of the same block or manifest must neither count its rows twice nor hold reading back for ever.
+The actor lives on the driver's node (jobs/transcribe.py), so losing a worker node never loses the books.
 """
 
 from __future__ import annotations
@@ -37,29 +41,36 @@ class Ledger:
     other calls)."""
 
     def __init__(self, read_ahead_rows: int = 1 << 62) -> None:
-        self.totals = LedgerTotals()
         self.read_ahead_rows = read_ahead_rows
         self.admitted = 0
         self.committed = 0
+        self.admitted_blocks: set[tuple[str, int]] = set()
+        self.reads: dict[str, object] = {}  # source -> its ReadStats (the last report wins)
 
-    async def admit(self, rows: int) -> None:
-        """Return once `rows` more rows may go into the pipeline (always at once when nothing is in flight)."""
+    async def admit(self, source: str, block: int, rows: int) -> None:
+        """Return once `rows` more rows may go into the pipeline (always at once when nothing is in flight, and at once
+        for a block admitted before: a re-run of its read task)."""
+        if (source, block) in self.admitted_blocks:
+            return
         while self.admitted > self.committed and self.admitted - self.committed + rows > self.read_ahead_rows:
             await asyncio.sleep(0.05)
+        self.admitted_blocks.add((source, block))
         self.admitted += rows
 
     def add_committed(self, rows: int) -> None:
         self.committed += rows
 
     def add_read(self, stats) -> None:
-        t = self.totals
-        t.sources += 1
-        t.rows += stats.rows
-        t.done += stats.done
-        t.replaced += stats.replaced
-        t.failed_on_read += stats.failed
-        t.declared_seconds += stats.declared_seconds
-        t.orphans.extend(stats.orphans)
+        self.reads[stats.source] = stats
 
     def get(self) -> LedgerTotals:
-        return self.totals
+        t = LedgerTotals()
+        for stats in self.reads.values():
+            t.sources += 1
+            t.rows += stats.rows
+            t.done += stats.done
+            t.replaced += stats.replaced
+            t.failed_on_read += stats.failed
+            t.declared_seconds += stats.declared_seconds
+            t.orphans.extend(stats.orphans)
+        return t

@@ -130,7 +130,7 @@ def read_blocks(batch: pa.Table, settings: SourceSettings, is_audio_dir: bool, i
         stats = ReadStats(source=source)
         for number, rows in enumerate(read_source(source, is_audio_dir, settings, index, stats)):
             if ledger is not None:  # wait while too much is read but not yet committed (pipeline/ledger.py)
-                ray.get(ledger.admit.remote(len(rows)))
+                ray.get(ledger.admit.remote(source, number, len(rows)))
             yield pa.Table.from_pylist([{"block": number, "rows": rows}], schema=WORK_BLOCK_SCHEMA)
         if ledger is not None:
             ray.get(ledger.add_read.remote(stats))
