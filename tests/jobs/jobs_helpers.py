@@ -112,6 +112,10 @@ def stop_session(proc: subprocess.Popen, grace: float = 5.0) -> list[int]:
             time.sleep(0.2)
     stubborn = pids_in_session(proc.pid)
     kill_pids(stubborn)
+    # A SIGKILLed process is gone only once the kernel has torn it down (a loaded machine takes a moment).
+    deadline = time.monotonic() + 10
+    while stubborn and pids_in_session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
