@@ -195,6 +195,22 @@ def identity_prompt_kernel(model) -> None:
         second.bias.zero_()
 
 
+def scale_subsampling_output(model) -> float:
+    """Multiply the subsampling's output layer by sqrt(d_model), once, at the start: what NeMo's `xscaling` does to
+    the conformer layers' input on every step, as an initialisation. The released configuration has `xscaling: false`
+    (and keeps it here); without the scale the random layers' outputs swamp the input features in the residual
+    stream at the start, and the CTC phase stayed on its plateau (EXPERIMENTS.md, s4 and A2a). Returns the scale."""
+    import torch
+
+    out = model.encoder.pre_encode.out
+    scale = math.sqrt(int(model.cfg.encoder.d_model))
+    with torch.no_grad():
+        out.weight *= scale
+        if out.bias is not None:
+            out.bias *= scale
+    return scale
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -466,6 +482,7 @@ class TrainSettings:
     rnnt_warmup_steps: int = 0  # > 0: the RNNT phase gets its own schedule (this warm-up, then cosine to `steps`)
     normalise_input: bool = False  # fold the features' mean and std into the first convolution at the start
     identity_prompt_init: bool = False  # start the prompt kernel as the identity on the encoder output
+    xscale_init: bool = False  # start the subsampling's output layer scaled by sqrt(d_model) (NeMo's xscaling, at init)
     ctc_expand: int = 1  # the CTC head emits this many symbols per encoder frame (room for small units at 80 ms)
     decoder_mask_prob: float = 0.0  # share of the prediction network's input tokens replaced by blank in training
     ctc_input: str = "encoder"  # what the CTC head reads: encoder (its own output) | prompted (after the prompt kernel)
@@ -507,6 +524,8 @@ class Trainer:
         self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed)
         if settings.identity_prompt_init:
             identity_prompt_kernel(self.model)
+        if settings.xscale_init:
+            scale_subsampling_output(self.model)
         self.input_norm = None
         if settings.normalise_input:
             first = list(range(min(64, len(data))))

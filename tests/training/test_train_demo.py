@@ -391,6 +391,21 @@ def test_identity_prompt_kernel_passes_the_encoder_output_through_then_learns_th
     assert float(prompt_columns.abs().sum()) > 0  # the prompt gets its say by training
 
 
+def test_xscale_init_scales_the_subsampling_output_as_nemos_xscaling_would(tone_set, tokenizer_dir) -> None:
+    import torch
+
+    plain = _trainer(tone_set, tokenizer_dir, normalise_input=False)
+    scaled = _trainer(tone_set, tokenizer_dir, normalise_input=False, xscale_init=True)
+    assert scaled.model.cfg.encoder.xscaling is False  # the released configuration's value stays
+    signal, lengths, _, _ = plain.data.batch([0, 1], "cpu", blank=0)
+    with torch.no_grad():
+        features, feature_len = plain.model.preprocessor(input_signal=signal, length=lengths)
+        a, _ = plain.model.encoder.pre_encode(features.transpose(1, 2), feature_len)
+        b, _ = scaled.model.encoder.pre_encode(features.transpose(1, 2), feature_len)
+    d = plain.model.cfg.encoder.d_model
+    assert torch.allclose(b, a * d ** 0.5, rtol=1e-4, atol=1e-5)
+
+
 def test_input_normalisation_folded_into_the_first_conv_equals_normalised_features(tone_set, tokenizer_dir) -> None:
     import copy
 
