@@ -195,6 +195,22 @@ def identity_prompt_kernel(model) -> None:
         second.bias.zero_()
 
 
+def scale_subsampling_output(model) -> float:
+    """Multiply the subsampling's output layer by sqrt(d_model), once, at the start: what NeMo's `xscaling` does to
+    the conformer layers' input on every step, as an initialisation. The released configuration has `xscaling: false`
+    (and keeps it here); without the scale the random layers' outputs swamp the input features in the residual
+    stream at the start, and the CTC phase stayed on its plateau (EXPERIMENTS.md, s4 and A2a). Returns the scale."""
+    import torch
+
+    out = model.encoder.pre_encode.out
+    scale = math.sqrt(int(model.cfg.encoder.d_model))
+    with torch.no_grad():
+        out.weight *= scale
+        if out.bias is not None:
+            out.bias *= scale
+    return scale
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -461,8 +477,12 @@ class TrainSettings:
     auto_prompt_prob: float = 0.5  # single-language clips conditioned on `auto` (mixed clips: always)
     ctc_weight: float = 0.3  # training-only CTC head; 0 = pure RNNT
     ctc_only_steps: int = 0  # the first steps train the encoder with the CTC head alone (no decoder, joint, RNNT)
+    frozen_encoder_steps: int = 0  # then the RNNT (prompt kernel, decoder, joint) learns on the encoder held fixed
+    encoder_lr_scale: float = 1.0  # after that, the encoder (and CTC head) learn at lr * this
+    rnnt_warmup_steps: int = 0  # > 0: the RNNT phase gets its own schedule (this warm-up, then cosine to `steps`)
     normalise_input: bool = False  # fold the features' mean and std into the first convolution at the start
     identity_prompt_init: bool = False  # start the prompt kernel as the identity on the encoder output
+    xscale_init: bool = False  # start the subsampling's output layer scaled by sqrt(d_model) (NeMo's xscaling, at init)
     ctc_expand: int = 1  # the CTC head emits this many symbols per encoder frame (room for small units at 80 ms)
     decoder_mask_prob: float = 0.0  # share of the prediction network's input tokens replaced by blank in training
     ctc_input: str = "encoder"  # what the CTC head reads: encoder (its own output) | prompted (after the prompt kernel)
@@ -504,6 +524,8 @@ class Trainer:
         self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed)
         if settings.identity_prompt_init:
             identity_prompt_kernel(self.model)
+        if settings.xscale_init:
+            scale_subsampling_output(self.model)
         self.input_norm = None
         if settings.normalise_input:
             first = list(range(min(64, len(data))))
@@ -516,13 +538,18 @@ class Trainer:
         if settings.ctc_weight > 0 or settings.ctc_only_steps > 0:
             torch.manual_seed(settings.seed + 1)
             self.ctc_head = torch.nn.Linear(enc_dim, settings.ctc_expand * (self.blank + 1)).to(self.device)
-        decay, no_decay = [], []
+        # Four groups: (encoder side, rest) x (decay, no decay). The encoder side (preprocessor, encoder, CTC head)
+        # is what the CTC phase trains; the rest (prompt kernel, decoder, joint) what the RNNT adds on top.
+        groups: dict[tuple[bool, bool], list] = {(e, d): [] for e in (True, False) for d in (True, False)}
         for module in [self.model] + ([self.ctc_head] if self.ctc_head is not None else []):
             for name, p in module.named_parameters():
                 if p.requires_grad:
-                    (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+                    encoder_side = module is self.ctc_head or name.split(".")[0] in ("encoder", "preprocessor")
+                    groups[(encoder_side, not (p.ndim < 2 or "norm" in name.lower()))].append(p)
+        self._encoder_params = groups[(True, True)] + groups[(True, False)]
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": groups[(e, d)], "weight_decay": settings.weight_decay if d else 0.0, "encoder_side": e}
+             for e in (True, False) for d in (True, False)],
             lr=settings.lr, betas=(0.9, 0.98), eps=1e-8)
         self.loss_fn = choose_loss(self.blank, self.device, settings.loss, log_fn)
         self.step = 0
@@ -537,10 +564,21 @@ class Trainer:
     # -- schedule and data
 
     def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine down to lr * min_lr_ratio at `steps`. With `rnnt_warmup_steps` and a CTC
+        phase, two such schedules: the CTC phase's ends at `ctc_only_steps` (the encoder anneals), and the RNNT phase,
+        whose prompt kernel, decoder and joint start from scratch there, gets a warm-up and a cosine of its own
+        instead of the tail of one long cosine."""
         s = self.settings
-        if step < s.warmup_steps:
-            return s.lr * (step + 1) / s.warmup_steps
-        progress = min(1.0, (step - s.warmup_steps) / max(1, s.steps - s.warmup_steps))
+        start, end, warmup = 0, s.steps, s.warmup_steps
+        if s.rnnt_warmup_steps > 0 and 0 < s.ctc_only_steps < s.steps:
+            if step < s.ctc_only_steps:
+                end = s.ctc_only_steps
+            else:
+                start, warmup = s.ctc_only_steps, s.rnnt_warmup_steps
+        step -= start
+        if step < warmup:
+            return s.lr * (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, end - start - warmup))
         return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def next_batch(self) -> list[int]:
@@ -612,11 +650,20 @@ class Trainer:
         if not augmenting:
             self.model.spec_augmentation = None  # model.forward skips it when None
         prompts = self.prompt_indices(indices)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step)
         # CTC alone first (if asked): it aligns the encoder with the text faster than the RNNT, whose decoder would
         # otherwise learn the text prior long before the encoder learns the sounds (shared notes).
-        ctc_only = self.step < self.settings.ctc_only_steps
+        s = self.settings
+        ctc_only = self.step < s.ctc_only_steps
+        # Then (if asked) the RNNT learns on the CTC-trained encoder held fixed: trained together from the start of
+        # the RNNT phase, the prediction network learns the templates' text prior faster than the joint learns to
+        # read the encoder, and greedy decoding follows the prior (EXPERIMENTS.md, S1). No gradient reaches the
+        # encoder, so its backward pass is skipped as well.
+        frozen = not ctc_only and self.step < s.ctc_only_steps + s.frozen_encoder_steps
+        encoder_scale = 1.0 if ctc_only else s.encoder_lr_scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step) * (encoder_scale if group.get("encoder_side") else 1.0)
+        for p in self._encoder_params:
+            p.requires_grad_(not frozen)
         with self._autocast():
             encoded, encoded_len = self.model.forward(input_signal=signal, input_signal_length=lengths,
                                                       prompt_indices=prompts)
@@ -627,13 +674,13 @@ class Trainer:
         rnnt = None if ctc_only else self.loss_fn(joint, targets, encoded_len, target_len).sum() / tokens
         loss = rnnt
         ctc = None
-        if self.ctc_head is not None:
+        if self.ctc_head is not None and not frozen:
             with self._autocast():
                 ctc_logits, ctc_len = self._ctc_logits(encoded, encoded_len)
             log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)
             ctc = torch.nn.functional.ctc_loss(log_probs, targets, ctc_len, target_len, blank=self.blank,
                                                reduction="sum", zero_infinity=True) / tokens
-            loss = ctc if ctc_only else (1 - self.settings.ctc_weight) * rnnt + self.settings.ctc_weight * ctc
+            loss = ctc if ctc_only else (1 - s.ctc_weight) * rnnt + s.ctc_weight * ctc
         self.model.spec_augmentation = spec_augmentation
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -118,6 +118,10 @@ def clips_job(ray_session, demo_model, heldout_clips, tmp_path_factory) -> dict[
     folder = tmp_path_factory.mktemp("formats")
     rows, variants = [], []
     for i, clip in enumerate(heldout_clips):
+        # The job transcribes one file once (a second line with the same audio is a duplicate-row error): the `auto`
+        # rows read a copy.
+        auto_copy = folder / f"{i:03d}-auto.flac"
+        shutil.copyfile(clip.path, auto_copy)
         if clip.locale != "auto":
             ulaw = folder / f"{i:03d}-ulaw.wav"
             sf.write(ulaw, soxr.resample(clip.audio, RATE, 8000), 8000, subtype="ULAW")
@@ -127,7 +131,7 @@ def clips_job(ray_session, demo_model, heldout_clips, tmp_path_factory) -> dict[
             for variant, path in (("given", clip.path), ("ulaw", ulaw), ("stereo", stereo)):
                 rows.append({"audio_filepath": str(path), "text": clip.text, "target_lang": clip.locale})
                 variants.append(variant)
-        rows.append({"audio_filepath": str(clip.path), "text": clip.text, "target_lang": "auto",
+        rows.append({"audio_filepath": str(auto_copy), "text": clip.text, "target_lang": "auto",
                      "locale": clip.locale})
         variants.append("auto" if clip.locale != "auto" else "mixed")
     out = run_job(write_manifest(folder / "manifest.jsonl", rows), folder / "out", "att_context_size=[56,13]")
@@ -215,6 +219,6 @@ def stereo_call(ray_session, demo_model, single_language_clips, tmp_path_factory
     sf.write(folder / "call.flac", stereo, RATE, format="FLAC")
     reference = " ".join(clip.text for _, _, _, clip in turns)
     manifest = write_manifest(folder / "manifest.jsonl", [{"audio_filepath": "call.flac", "text": reference}])
-    out = run_job(manifest, folder / "out", "att_context_size=[56,13]", "target_lang=auto", "channel_mode=split",
-                  "channel_names=[agent,customer]", "max_segment_seconds=8", "min_segment_seconds=2")
+    out = run_job(manifest, folder / "out", "att_context_size=[56,13]", "target_lang=auto", "audio.channel_mode=split",
+                  "audio.channel_names=[agent,customer]", "segmenting.max_seconds=8", "segmenting.min_seconds=2")
     return StereoCall(out, turns)

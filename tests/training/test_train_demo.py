@@ -327,6 +327,34 @@ def test_ctc_only_steps_train_the_encoder_alone_then_the_rnnt_joins(tone_set, to
                zip(joint_before, trainer.model.joint.parameters()))
 
 
+def test_frozen_encoder_phase_trains_the_rnnt_alone_on_its_own_schedule(tone_set, tokenizer_dir) -> None:
+    settings = dict(steps=5, ctc_only_steps=1, frozen_encoder_steps=2, encoder_lr_scale=0.25, rnnt_warmup_steps=2,
+                    warmup_steps=1, ctc_weight=0.3)
+    trainer = _trainer(tone_set, tokenizer_dir, **settings)
+    model = trainer.model
+
+    def snapshot(module):
+        return [p.detach().clone() for p in module.parameters()]
+
+    assert trainer.train_step([0, 1, 2, 3])["rnnt"] is None  # the CTC phase
+    encoder, ctc_head, joint = snapshot(model.encoder), snapshot(trainer.ctc_head), snapshot(model.joint)
+    for _ in range(2):  # the frozen phase: RNNT only, the encoder and the CTC head untouched
+        out = trainer.train_step([0, 1, 2, 3])
+        assert out["rnnt"] is not None and out["ctc"] is None and out["finite"]
+    assert all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(encoder, model.encoder.parameters()))
+    assert all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(ctc_head, trainer.ctc_head.parameters()))
+    assert any(not np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(joint, model.joint.parameters()))
+    out = trainer.train_step([0, 1, 2, 3])  # then everything trains, the encoder side at lr * encoder_lr_scale
+    assert out["rnnt"] is not None and out["ctc"] is not None
+    assert any(not np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(encoder, model.encoder.parameters()))
+    lrs = {g["encoder_side"]: g["lr"] for g in trainer.optimizer.param_groups}
+    assert lrs[True] == pytest.approx(0.25 * lrs[False])
+    # Two schedules: the CTC phase's cosine ends at step 1; the RNNT phase warms up again from step 1.
+    lr, floor = trainer.settings.lr, trainer.settings.lr * trainer.settings.min_lr_ratio
+    assert trainer.lr_at(0) == pytest.approx(lr)
+    assert [trainer.lr_at(s) for s in (1, 2, 3, 4)] == pytest.approx([lr / 2, lr, lr, (lr + floor) / 2])
+
+
 def test_prediction_network_history_masking_and_the_ctc_input(tone_set, tokenizer_dir) -> None:
     import torch
 
@@ -361,6 +389,21 @@ def test_identity_prompt_kernel_passes_the_encoder_output_through_then_learns_th
     trainer.train_step([0, 1, 2, 3])
     prompt_columns = model.prompt_kernel[0].weight[:, model.cfg.encoder.d_model:]
     assert float(prompt_columns.abs().sum()) > 0  # the prompt gets its say by training
+
+
+def test_xscale_init_scales_the_subsampling_output_as_nemos_xscaling_would(tone_set, tokenizer_dir) -> None:
+    import torch
+
+    plain = _trainer(tone_set, tokenizer_dir, normalise_input=False)
+    scaled = _trainer(tone_set, tokenizer_dir, normalise_input=False, xscale_init=True)
+    assert scaled.model.cfg.encoder.xscaling is False  # the released configuration's value stays
+    signal, lengths, _, _ = plain.data.batch([0, 1], "cpu", blank=0)
+    with torch.no_grad():
+        features, feature_len = plain.model.preprocessor(input_signal=signal, length=lengths)
+        a, _ = plain.model.encoder.pre_encode(features.transpose(1, 2), feature_len)
+        b, _ = scaled.model.encoder.pre_encode(features.transpose(1, 2), feature_len)
+    d = plain.model.cfg.encoder.d_model
+    assert torch.allclose(b, a * d ** 0.5, rtol=1e-4, atol=1e-5)
 
 
 def test_input_normalisation_folded_into_the_first_conv_equals_normalised_features(tone_set, tokenizer_dir) -> None:
