@@ -112,6 +112,11 @@ def _segment_row(row: dict, recording: dict, run: RunInfo, previous_words: list[
     raw = row.get("raw_text")
     if raw is None or row.get("error"):
         return out, [], []
+    timed_words = row.get("words")
+    if not any(ch.isalnum() for ch in strip_language_tags(raw)):
+        # No letter or digit: punctuation alone is not speech (a small model writes a stray "¿" over silence, for
+        # instance). The segment is empty, as a silent one; raw_text keeps what the model wrote.
+        raw, timed_words = "", None
     words = strip_language_tags(raw).split()
     forced_cut = (row.get("overlap_before") or 0) > 0
     kept = merge_overlap(previous_words, words) if previous_words and forced_cut else words
@@ -119,10 +124,37 @@ def _segment_row(row: dict, recording: dict, run: RunInfo, previous_words: list[
     spans = _drop_leading_words(split_by_language(raw, fallback=fallback), len(words) - len(kept))
     out["text"] = " ".join(kept)
     out["language"] = dominant_language(spans, fallback=fallback)
-    out["sentences"], timed = sentences_and_words(spans, row.get("words"), row["start"] or 0.0, row["end"], fallback,
+    out["sentences"], timed = sentences_and_words(spans, timed_words, row["start"] or 0.0, row["end"], fallback,
                                                   after=previous_end if forced_cut else None)
     out["words"] = timed or None
     return out, spans, words
+
+
+# In split mode with word times, a silence longer than this within one side's segment starts a new turn.
+TURN_GAP_SECONDS = 1.0
+
+
+def conversation_turns(segments: list[dict]) -> list[dict]:
+    """Both sides' turns in time order. Without word times a turn is a segment (its start is where the segmenter cut,
+    often in the silence before the words); with them (`timestamps=true`) a turn runs from its first word to its last,
+    and a silence over TURN_GAP_SECONDS inside a segment splits it, so the turns interleave as they were spoken."""
+    turns = []
+    for seg in segments:
+        base = {"channel": seg["channel"], "speaker": seg["speaker"]}
+        words = seg.get("words") or []
+        if not words:
+            turns.append({"start": seg["start"], "end": seg["end"], **base, "text": seg["text"]})
+            continue
+        run = [words[0]]
+        for word in [*words[1:], None]:
+            if word is not None and word["start"] - run[-1]["end"] <= TURN_GAP_SECONDS:
+                run.append(word)
+                continue
+            turns.append({"start": run[0]["start"], "end": run[-1]["end"], **base,
+                          "text": " ".join(w["word"] for w in run)})
+            run = [word]
+    turns.sort(key=lambda t: (t["start"], t["channel"]))
+    return [{k: t[k] for k in ("start", "end", "channel", "speaker", "text")} for t in turns]
 
 
 RECORDING_KEYS = ("row_id", "source_hash", "audio_filepath", "target_lang", "prompt_locale", "channel_mode",
@@ -160,8 +192,8 @@ def assemble_recording(recording: dict, run: RunInfo) -> dict:
     out["num_segments"] = len(segments)
     spoken = [s for s in segments if s.get("text")]
     if out["channel_mode"] == "split":
-        turns = sorted(spoken, key=lambda s: (s["start"], s["channel"]))
-        out["conversation"] = [{k: s[k] for k in ("start", "end", "channel", "speaker", "text")} for s in turns]
+        turns = conversation_turns(spoken)
+        out["conversation"] = turns
     else:
         turns = spoken
     if segments and not any(s.get("error") for s in segments):

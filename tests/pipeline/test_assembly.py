@@ -372,3 +372,43 @@ def test_assemble_group_error_only_keeps_schema() -> None:
     assert table["segments"].to_pylist() == [[]]
     assert table["num_segments"].to_pylist() == [0]
     assert table["text"].to_pylist() == [None] and table["duration"].to_pylist() == [None]
+
+
+@pytest.mark.parametrize("raw", ["¿", "¿<es-ES>", " . ,", "?!<en-US> ¿"])
+def test_punctuation_alone_is_no_speech(raw) -> None:
+    run = RunInfo("run", "m", (56, 13), channel_names=("agent", "customer"), keep_raw_text=True)
+    rows = [_seg(0, 0.0, 5.0, raw, channel=1), _seg(1, 5.0, 9.0, "¿Puedo hablar con Ana?<es-ES>", channel=1),
+            _seg(0, 0.0, 4.0, "Hello.<en-US>", channel=0)]
+    rec = assemble_recording(rows, run)
+    silent = next(s for s in rec["segments"] if (s["channel"], s["segment_index"]) == (1, 0))
+    assert (silent["text"], silent["language"], silent["sentences"], silent["words"]) == ("", None, [], None)
+    assert silent["raw_text"] == raw  # what the model wrote stays visible
+    assert [t["text"] for t in rec["conversation"]] == ["Hello.", "¿Puedo hablar con Ana?"]
+    assert rec["language_shares"] == pytest.approx({"es-ES": 22 / 28, "en-US": 6 / 28}, abs=0.05)
+
+
+def _timed(words: list[tuple[str, float, float]]) -> list[dict]:
+    """Model word times: seconds from the segment's start."""
+    return [{"word": w, "start": s, "end": e, "confidence": None} for w, s, e in words]
+
+
+def test_split_mode_turns_follow_the_words_when_they_are_timed() -> None:
+    """A segment starts where the segmenter cut, often in silence: with word times the turns start at the first word,
+    and a long silence inside one side's segment ends a turn, so the two sides interleave as spoken."""
+    run = RunInfo("run", "m", (56, 13), channel_names=("agent", "customer"))
+    agent = _seg(0, 0.0, 12.0, "Hello. Anything else?<en-US>", channel=0,
+                 words=_timed([("Hello.", 0.2, 0.8), ("Anything", 8.0, 8.5), ("else?<en-US>", 8.6, 9.1)]))
+    customer = _seg(0, 0.0, 12.0, "Hi, my order is late.<en-US>", channel=1,
+                    words=_timed([("Hi,", 2.0, 2.3), ("my", 2.4, 2.6), ("order", 2.7, 3.0), ("is", 3.1, 3.2),
+                                  ("late.<en-US>", 3.3, 3.8)]))
+    rec = assemble_recording([agent, customer], run)
+    assert rec["conversation"] == [
+        {"start": 0.2, "end": 0.8, "channel": 0, "speaker": "agent", "text": "Hello."},
+        {"start": 2.0, "end": 3.8, "channel": 1, "speaker": "customer", "text": "Hi, my order is late."},
+        {"start": 8.0, "end": 9.1, "channel": 0, "speaker": "agent", "text": "Anything else?"},
+    ]
+    assert rec["text"] == "Hello. Hi, my order is late. Anything else?"
+    # Without word times a turn is a segment, ordered by the segment's start.
+    plain = assemble_recording([_seg(0, 0.0, 12.0, "Hello. Anything else?<en-US>", channel=0),
+                                _seg(0, 0.0, 12.0, "Hi, my order is late.<en-US>", channel=1)], run)
+    assert [t["text"] for t in plain["conversation"]] == ["Hello. Anything else?", "Hi, my order is late."]

@@ -220,5 +220,6 @@ def stereo_call(ray_session, demo_model, single_language_clips, tmp_path_factory
     reference = " ".join(clip.text for _, _, _, clip in turns)
     manifest = write_manifest(folder / "manifest.jsonl", [{"audio_filepath": "call.flac", "text": reference}])
     out = run_job(manifest, folder / "out", "att_context_size=[56,13]", "target_lang=auto", "audio.channel_mode=split",
-                  "audio.channel_names=[agent,customer]", "segmenting.max_seconds=8", "segmenting.min_seconds=2")
+                  "audio.channel_names=[agent,customer]", "segmenting.max_seconds=8", "segmenting.min_seconds=2",
+                  "timestamps=true")
     return StereoCall(out, turns)

@@ -94,12 +94,24 @@ def test_stereo_call_split_keeps_each_side_on_its_channel_and_the_conversation_i
         assert len(set(heard) & set(said)) >= 0.8 * len(set(said))
         assert len(set(heard) & set(other) - set(said)) <= 0.1 * len(set(other))
         assert {s["language"] for s in mine} == {locale}
-    conversation = rec["conversation"]
+    conversation = [t for t in rec["conversation"] if t["text"]]
     starts = [t["start"] for t in conversation]
     assert starts == sorted(starts)
-    # The turns in the order they were spoken: each planned turn's words come out in a turn of its speaker, in order.
-    speakers = [t["speaker"] for t in conversation if t["text"]]
-    planned = ["agent" if ch == 0 else "customer" for ch, _, _, _ in stereo_call.turns]
-    merged = [s for i, s in enumerate(speakers) if i == 0 or s != speakers[i - 1]]
-    assert merged == [s for i, s in enumerate(planned) if i == 0 or s != planned[i - 1]]
+    # The turns in the order they were spoken (word times from the timestamps): each turn ends in a planned turn of its
+    # own speaker, every planned turn is heard, and the order holds up to the precision of RNNT word times. A turn is
+    # placed by its end: the demo model often writes a stray "¿" when a segment starts in silence, and that glued
+    # token gives the turn's first word a start up to a few seconds early (README, the demo model).
+    planned = [("agent" if ch == 0 else "customer", start, end) for ch, start, end, _ in stereo_call.turns]
+
+    def planned_turn(turn) -> int:
+        end = turn["end"]
+        return min(range(len(planned)), key=lambda k: max(planned[k][1] - end, end - planned[k][2], 0.0))
+
+    placed = [planned_turn(t) for t in conversation]
+    assert all(planned[k][0] == t["speaker"] for k, t in zip(placed, conversation)), (
+        [(k, t["speaker"], t["start"], t["end"]) for k, t in zip(placed, conversation)], planned)
+    assert set(placed) == set(range(len(planned)))
+    inversions = [(a, b) for i, a in enumerate(zip(placed, starts)) for b in list(zip(placed, starts))[i + 1:]
+                  if a[0] > b[0]]
+    assert all(b[1] - a[1] < 0.5 for a, b in inversions), inversions
     assert rec["wer"] <= 0.25
