@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
@@ -25,6 +27,22 @@ log = logging.getLogger("nemotron_batch.config")
 
 class ConfigError(ValueError):
     """A configuration the job cannot run with: one message, exit code 2."""
+
+
+def run_command(work: Callable[[], Any]) -> int:
+    """The common end of a job's `main`: timestamped log lines, an embedded Ray that asks for no token, `work()` run;
+    a `ConfigError` is one `error: ...` line (credentials redacted) and exit code 2, a summary its `lines()` and 0."""
+    from connectors.storage import redact
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        summary = work()
+    except ConfigError as error:
+        print(f"error: {redact(str(error))}", file=sys.stderr)
+        return 2
+    print("\n".join(summary.lines()))
+    return 0
 
 
 def field_names(schema: type) -> list[str]:

@@ -46,7 +46,7 @@ from connectors.nemo_datasets import (CLIPS, MANIFEST, RECORDINGS_MANIFEST, TARR
 from connectors.storage import filesystem, is_url, redact
 from connectors.transcripts import (RECORDINGS, SEGMENTS, NotAnOutput, check_output, known_language, read_table)
 from jobs.cluster import connect_ray
-from jobs.config import ConfigError, load_structured
+from jobs.config import ConfigError, load_structured, run_command
 from pipeline import pseudo_labels as labels
 from pipeline.cutting import CODECS, FORMATS, CutSettings, export_batch
 
@@ -476,15 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         print("Keys (conf/export_training_data.yaml):", ", ".join(ExportConfig.__dataclass_fields__))
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    try:
-        summary = run(load_config(args))
-    except ConfigError as error:
-        print(f"error: {redact(str(error))}", file=sys.stderr)
-        return 2
-    print("\n".join(summary.lines()))
-    return 0
+    return run_command(lambda: run(load_config(args)))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from connectors.redaction import install_redaction
 from connectors.resume import build_index, remove_rows
 from connectors.storage import ensure_output_folder, expand, filesystem, redact
 from jobs.cluster import connect_ray
-from jobs.config import ConfigError
+from jobs.config import ConfigError, run_command
 from jobs.progress import Progress
 from jobs.spec import TRANSCRIPT_SETTINGS, JobSpec, get, load_spec, render_help
 from pipeline.assembly import RunInfo
@@ -449,19 +449,15 @@ def main(argv: list[str] | None = None) -> int:
         print("Keys (defaults: conf/transcribe.yaml; override with key=value):")
         print(render_help())
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    install_redaction()  # every log record of this process, whoever makes it
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    try:
+
+    def work() -> RunSummary:
+        install_redaction()  # every log record of this process, whoever makes it
         p = plan(args)
         log.info("model %s (%s): att_context_size %s, %d locales", redact(p.spec.model_path), p.card.model_class,
                  p.spec.att_context_size, len(p.card.locales))
-        summary = run(p)
-    except ConfigError as error:
-        print(f"error: {redact(str(error))}", file=sys.stderr)
-        return 2
-    print("\n".join(summary.lines()))
-    return 0
+        return run(p)
+
+    return run_command(work)
 
 
 if __name__ == "__main__":

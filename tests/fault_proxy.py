@@ -103,10 +103,11 @@ def combine(*rules: Rule) -> Rule:
     return rule
 
 
-class FaultProxy:
-    def __init__(self, upstream: str, rule: Rule | None = None, host: str = "127.0.0.1", port: int = 0):
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname, parts.port)
+class _RuleServer:
+    """A threaded HTTP server whose every request is first offered to `rule` and recorded in `log`; the handler comes
+    from the subclass (`_handler_class`)."""
+
+    def __init__(self, rule: Rule | None, host: str, port: int, name: str):
         self.rule: Rule = rule or (lambda method, path, earlier: None)
         self.log: list[Seen] = []
         self._counts: dict[tuple[str, str], int] = {}
@@ -114,14 +115,17 @@ class FaultProxy:
         self._stopping = threading.Event()  # stalled requests wait for it
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+
+    def _handler_class(self):
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FaultProxy":
+    def start(self):
         self._thread.start()
         return self
 
@@ -131,14 +135,11 @@ class FaultProxy:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    def faults(self, path_contains: str = "") -> list[Seen]:
-        return [s for s in self.log if s.action != "forward" and path_contains in s.path]
 
     def requests(self, method: str | None = None, path_contains: str = "") -> list[Seen]:
         return [s for s in self.log if (method is None or s.method == method) and path_contains in s.path]
@@ -152,6 +153,16 @@ class FaultProxy:
     def _record(self, seen: Seen) -> None:
         with self._lock:
             self.log.append(seen)
+
+
+class FaultProxy(_RuleServer):
+    def __init__(self, upstream: str, rule: Rule | None = None, host: str = "127.0.0.1", port: int = 0):
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname, parts.port)
+        super().__init__(rule, host, port, "fault-proxy")
+
+    def faults(self, path_contains: str = "") -> list[Seen]:
+        return [s for s in self.log if s.action != "forward" and path_contains in s.path]
 
     def _handler_class(self):
         proxy = self
@@ -250,7 +261,7 @@ def _write_body(handler: BaseHTTPRequestHandler, data: bytes, fault: Fault | Non
         handler.connection.shutdown(socket.SHUT_RDWR)
 
 
-class FileServer:
+class FileServer(_RuleServer):
     """Files held in memory over plain HTTP: HEAD, and GET with or without a byte range (as fsspec's HTTP filesystem
     reads), each request first offered to `rule` (faults as in FaultProxy). `files` maps a path ('/a.wav') to bytes;
     `log` records every request. `sized=False` is a server that tells no size and ignores ranges (the body runs to
@@ -260,48 +271,7 @@ class FileServer:
                  sized: bool = True):
         self.files = files
         self.sized = sized
-        self.rule: Rule = rule or (lambda method, path, earlier: None)
-        self.log: list[Seen] = []
-        self._counts: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="file-server", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "FileServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> "FileServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def requests(self, method: str | None = None, path_contains: str = "") -> list[Seen]:
-        return [s for s in self.log if (method is None or s.method == method) and path_contains in s.path]
-
-    def _decide(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            earlier = self._counts.get((method, path), 0)
-            self._counts[(method, path)] = earlier + 1
-            return self.rule(method, path, earlier)
-
-    def _record(self, seen: Seen) -> None:
-        with self._lock:
-            self.log.append(seen)
+        super().__init__(rule, host, 0, "file-server")
 
     def _handler_class(self):
         server = self
