@@ -113,11 +113,12 @@ def _segment_row(row: dict, recording: dict, run: RunInfo, previous_words: list[
     if raw is None or row.get("error"):
         return out, [], []
     timed_words = row.get("words")
-    if not any(ch.isalnum() for ch in strip_language_tags(raw)):
+    untagged = strip_language_tags(raw)
+    if not any(ch.isalnum() for ch in untagged):
         # No letter or digit: punctuation alone is not speech (a small model writes a stray "¿" over silence, for
         # instance). The segment is empty, as a silent one; raw_text keeps what the model wrote.
-        raw, timed_words = "", None
-    words = strip_language_tags(raw).split()
+        raw, untagged, timed_words = "", "", None
+    words = untagged.split()
     forced_cut = (row.get("overlap_before") or 0) > 0
     kept = merge_overlap(previous_words, words) if previous_words and forced_cut else words
     # The words shared with the previous segment count once: for the text and for the languages.

@@ -111,7 +111,7 @@ def test_stereo_call_split_keeps_each_side_on_its_channel_and_the_conversation_i
     assert all(planned[k][0] == t["speaker"] for k, t in zip(placed, conversation)), (
         [(k, t["speaker"], t["start"], t["end"]) for k, t in zip(placed, conversation)], planned)
     assert set(placed) == set(range(len(planned)))
-    inversions = [(a, b) for i, a in enumerate(zip(placed, starts)) for b in list(zip(placed, starts))[i + 1:]
-                  if a[0] > b[0]]
+    order = list(zip(placed, starts))
+    inversions = [(a, b) for i, a in enumerate(order) for b in order[i + 1:] if a[0] > b[0]]
     assert all(b[1] - a[1] < 0.5 for a, b in inversions), inversions
     assert rec["wer"] <= 0.25
