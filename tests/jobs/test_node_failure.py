@@ -2,11 +2,12 @@
 
 A two-node local cluster (head + a second node, each `ray start --block` in its own process session, temp dir and
 ports, as tests/jobs/test_cluster_submit.py starts them) runs `python -m jobs.transcribe` submitted with
-`ray job submit`. Once the job is RUNNING and the second node has done work (decode tasks finished there, and, when
-the inference pool put an actor there, transcription calls finished there too), the second node's whole process
-session is SIGKILLed: its raylet, object store, workers and agents, with no chance to clean up. The decoded blocks in
-its object store are lost, and an inference actor placed there (the pool has two; Ray Data spreads them, so most
-runs put one there) dies while starting or with calls in flight.
+`ray job submit` (after a warm-up job has made the second node ready to run the job's tasks). Once the job is RUNNING
+and the second node has done work (decode tasks finished there, and, when the inference pool put an actor there,
+transcription calls finished there too), the second node's whole process session is SIGKILLed: its raylet, object
+store, workers and agents, with no chance to clean up. The decoded blocks in its object store are lost, and an
+inference actor placed there (the pool has two; Ray Data spreads them, so most runs put one there) dies while starting
+or with calls in flight.
 
 The job still succeeds (Ray reconstructs lost blocks by re-running their tasks on the head, restarts a lost actor on
 the head and retries its calls), and DuckDB over the output finds every row exactly once, with no error and no
@@ -29,7 +30,7 @@ from tests.jobs.jobs_helpers import (
 )
 from tests.jobs.test_cluster_submit import BIN, _alive_nodes, _get, _node_ports, _reachable, _start, _state
 
-CLIPS = 32
+CLIPS = 48
 ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
 INFERENCE = "TranscriptionActor"
 
@@ -86,6 +87,15 @@ def test_worker_node_killed_mid_job_the_job_succeeds_with_every_row_once(ray_ses
         wait_for(lambda: second.poll() is not None or _alive_nodes(dashboard, 2), timeout=90, what="two alive nodes")
         assert second.poll() is None, (tmp_path / "second.log").read_text()[-3000:]
         [second_id] = [n["node_id"] for n in _alive_nodes(dashboard, 2) if "second_node" in n["resources_total"]]
+        # A node is ALIVE before it can run a job's task: its runtime-env agent may still be starting, and the job's
+        # working dir has to reach it. On a slow machine the head alone had finished every decode task by then (CI).
+        # One small job with the same working dir, one task pinned to the second node, makes it ready.
+        warm = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", f"--address={dashboard}", "--working-dir", str(REPO), "--",
+             "python", "-c", "import ray; ray.init(); ready = ray.remote(lambda: 'ready'); "
+             "print('second node', ray.get(ready.options(resources={'second_node': 0.01}).remote()))"],
+            env=env, capture_output=True, text=True, timeout=180)
+        assert "second node ready" in warm.stdout, (warm.stdout + warm.stderr)[-4000:]
 
         # One recording per work block: one per decode task and per actor call, so there are many of each.
         started = time.monotonic()
