@@ -30,11 +30,14 @@ class ConfigError(ValueError):
 
 
 def run_command(work: Callable[[], Any]) -> int:
-    """The common end of a job's `main`: timestamped log lines, an embedded Ray that asks for no token, `work()` run;
-    a `ConfigError` is one `error: ...` line (credentials redacted) and exit code 2, a summary its `lines()` and 0."""
+    """The common end of a job's `main`: timestamped log lines with credentials redacted (every record of this process,
+    whoever makes it), an embedded Ray that asks for no token, `work()` run; a `ConfigError` is one `error: ...` line
+    (credentials redacted) and exit code 2, a summary its `lines()` and 0."""
+    from connectors.redaction import install_redaction
     from connectors.storage import redact
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    install_redaction()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         summary = work()

@@ -30,7 +30,6 @@ from connectors.layout import OutputLayout
 from connectors.manifests import iter_audio_dir, manifest_urls
 from connectors.model_store import localize
 from connectors.parquet_sink import TranscriptCommitter, clean_uncommitted
-from connectors.redaction import install_redaction
 from connectors.resume import build_index, remove_rows
 from connectors.storage import ensure_output_folder, expand, filesystem, redact
 from jobs.cluster import connect_ray
@@ -451,7 +450,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     def work() -> RunSummary:
-        install_redaction()  # every log record of this process, whoever makes it
         p = plan(args)
         log.info("model %s (%s): att_context_size %s, %d locales", redact(p.spec.model_path), p.card.model_class,
                  p.spec.att_context_size, len(p.card.locales))

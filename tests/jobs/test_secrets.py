@@ -208,3 +208,42 @@ def test_nothing_printed_or_logged_carries_a_secret(secret_run):
 def test_ray_worker_logs_carry_no_secret(secret_run):
     assert secret_run["ray_logs"]  # the workers did write something during the run
     assert leaks(secret_run["ray_logs"], secret_run["secrets"]) == []
+
+
+def test_every_job_main_redacts_its_log_records(monkeypatch, capsys):
+    """`jobs.config.run_command` (the end of every job's `main`: transcribe, export) installs the redaction before the
+    work starts, so a library's log record made during the work carries no credential, and neither does the error."""
+    from jobs.config import ConfigError, run_command
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SLASHED_SECRET)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    library = logging.getLogger("s3fs.run_command_test")
+    library.addHandler(handler)
+    library.setLevel(logging.DEBUG)
+    library.propagate = False
+    factory = logging.getLogRecordFactory()
+
+    class Done:
+        def lines(self) -> list[str]:
+            return ["done"]
+
+    def work() -> Done:
+        library.debug("retrying https://u:%s@h/b/k.wav after %s", SLASHED_SECRET, ENCODED_SECRET)
+        return Done()
+
+    def failing() -> Done:
+        raise ConfigError(f"cannot read s3://b/k.wav with key {SLASHED_SECRET}")
+
+    try:
+        assert run_command(work) == 0
+        assert run_command(failing) == 2
+    finally:
+        logging.setLogRecordFactory(factory)
+        library.removeHandler(handler)
+    logged, printed = stream.getvalue(), capsys.readouterr()
+    assert "retrying https://<redacted>@h/b/k.wav after <redacted>" in logged
+    assert printed.out.strip() == "done"
+    assert printed.err.startswith("error: cannot read s3://b/k.wav with key <redacted>")
+    for text in (logged, printed.out, printed.err):
+        assert SLASHED_SECRET not in text and ENCODED_SECRET not in text
