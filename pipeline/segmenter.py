@@ -29,10 +29,18 @@ is measured on the *window* [s, s + max_seconds), so the result does not depend 
    limit), `cut_in_speech` is True, and the next segment starts `overlap_seconds` before that end, so a word cut at
    the boundary is whole in one of the two; `merge_overlap` removes the words the two transcripts then share.
 
+5. Leading pause (`trim_silence`, on by default): a segment that does not start in an overlap (the recording's first,
+   and each one after a pause cut) and whose window opens with quiet frames (by rule 2, on that window) longer than
+   `pause_seconds` starts `pause_seconds` before its first sound instead: the model spends nothing on the silence
+   (on a split call, much of each side is the other side talking) and cannot write anything there (a small model
+   writes stray punctuation into silence), and the segment's start is near its first word. A window that is quiet
+   throughout is kept whole (the row still gets its segment, and its transcript is empty).
+
 The remainder when the input ends (at most max_seconds) is the last segment, however short; only an empty input gives
-no segment. Segment boundaries are exact sample positions (start = first sample / sample_rate); without forced cuts
-the segments tile the recording, and in any case dropping each segment's first overlap_before seconds and joining
-gives back the recording sample for sample.
+no segment. Segment boundaries are exact sample positions (start = first sample / sample_rate). Without trimming and
+without forced cuts the segments tile the recording, and dropping each segment's first overlap_before seconds and
+joining gives back the recording sample for sample; with trimming, what is missing between one segment's end and the
+next one's start is a leading pause that rule 5 skipped.
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ class SegmentPolicy:
     silence_db: float = setting(-40.0, "frames quieter than this (dBFS) are pauses ...")
     relative_db: float = setting(25.0, "... and so are frames this far under the window's speech level ...")
     min_contrast_db: float = setting(10.0, "... but never frames within this of the speech level")
+    trim_silence: bool = setting(True, "a segment that starts in a pause starts pause_seconds before its first "
+                                       "sound (no compute or stray output on silence)")
 
     def __post_init__(self) -> None:
         if not self.max_seconds > 0:
@@ -154,6 +164,7 @@ def segment_stream(
     pending: list[NDArray[np.float32]] = []
     pending_samples = 0
     overlap_before = 0  # samples the segment starting at buffer_start shares with the previous one
+    trim_pending = plan.policy.trim_silence  # the current segment's start may still move past a leading pause (rule 5)
 
     for block in blocks:
         arr = np.asarray(block, dtype=np.float32)
@@ -168,6 +179,13 @@ def segment_stream(
         buffer = np.concatenate([buffer, *pending])
         pending, pending_samples = [], 0
         while buffer.size > plan.max_samples:
+            if trim_pending:
+                trim_pending = False
+                skip = _leading_pause(buffer[: plan.max_samples], plan)
+                if skip:
+                    buffer = buffer[skip:]
+                    buffer_start += skip
+                    continue  # the window moved: it may need more input before a cut is chosen
             cut, next_start = _choose_cut(buffer[: plan.max_samples], plan)
             yield Segment(
                 start=buffer_start / rate,
@@ -177,11 +195,16 @@ def segment_stream(
                 overlap_before=overlap_before / rate,
             )
             overlap_before = cut - next_start
+            trim_pending = plan.policy.trim_silence and overlap_before == 0
             buffer = buffer[next_start:]
             buffer_start += next_start
 
     if pending:
         buffer = np.concatenate([buffer, *pending])
+    if buffer.size and trim_pending:
+        skip = _leading_pause(buffer, plan)
+        buffer = buffer[skip:]
+        buffer_start += skip
     if buffer.size:
         yield Segment(
             start=buffer_start / rate,
@@ -206,6 +229,17 @@ def quiet_threshold_db(levels: NDArray[np.float64], policy: SegmentPolicy) -> fl
     threshold = max(policy.silence_db, speech - policy.relative_db)
     threshold = min(threshold, speech - policy.min_contrast_db)
     return max(threshold, ALWAYS_QUIET_DB)
+
+
+def _leading_pause(window: NDArray[np.float32], plan: _Plan) -> int:
+    """Samples to skip at the window's start (module docstring, rule 5): a leading run of quiet frames longer than
+    pause_seconds, less pause_seconds of lead-in before the first sound; 0 when there is none or all is quiet."""
+    levels = frame_levels_db(window, plan.frame_samples)
+    quiet = levels < quiet_threshold_db(levels, plan.policy)
+    if quiet.all():
+        return 0
+    first_sound = int(np.argmin(quiet))
+    return max(0, first_sound - plan.pause_frames) * plan.frame_samples
 
 
 def _choose_cut(window: NDArray[np.float32], plan: _Plan) -> tuple[int, int]:

@@ -118,7 +118,7 @@ def test_long_recording_with_pauses_is_cut_at_pauses(tmp_path) -> None:
     speech = [(s, s + 7.0) for s in np.arange(0.5, 70, 9.0)]  # 7 s of 'speech', 2 s pauses
     audio = bursts(70.0, speech)
     sf.write(tmp_path / "long.wav", audio, RATE, subtype="FLOAT")
-    segs = _segments(str(tmp_path / "long.wav"), _split(max_seconds=20, min_seconds=8))
+    segs = _segments(str(tmp_path / "long.wav"), _split(max_seconds=20, min_seconds=8, trim_silence=False))
 
     assert all(s["error"] is None for s in segs)
     assert len(segs) == 4  # 70 s in segments of at most 20 s, each cut at the last good pause
@@ -132,6 +132,14 @@ def test_long_recording_with_pauses_is_cut_at_pauses(tmp_path) -> None:
         assert not any(a < cut < b for a, b in speech), cut
     # Pause cuts tile the recording: joined, the segments are the file, sample for sample (to 16 bits).
     np.testing.assert_allclose(_join(segs), audio, atol=PCM16)
+
+    # The job's default trims each segment's leading pause: it starts 0.2 s (pause_seconds) before its first sound,
+    # at the same cuts, with the file's own samples.
+    trimmed = _segments(str(tmp_path / "long.wav"), _split(max_seconds=20, min_seconds=8))
+    assert [(s["start"], s["end"]) for s in trimmed] == [(0.3, 17.5), (18.3, 35.5), (36.3, 53.5), (54.3, 70.0)]
+    for s in trimmed:
+        a = round(s["start"] * RATE)
+        np.testing.assert_allclose(from_pcm16(s["samples"]), audio[a:a + len(from_pcm16(s["samples"]))], atol=PCM16)
 
 
 def test_forced_cuts_overlap_and_join_back(tmp_path) -> None:
@@ -159,7 +167,8 @@ def call_wav(tmp_path):
     return path, left, right
 
 
-SHORT = DecodeSettings(segmenting=SegmentPolicy(max_seconds=6, min_seconds=2))
+# Short segments, not trimmed, so that each stream's segments tile it (trimming: test_split_call_sides_start_...).
+SHORT = DecodeSettings(segmenting=SegmentPolicy(max_seconds=6, min_seconds=2, trim_silence=False))
 
 
 def test_split_mode_gives_both_channels_interleaved(call_wav) -> None:
@@ -183,6 +192,25 @@ def test_split_mode_gives_both_channels_interleaved(call_wav) -> None:
         (0, 0, 0.0, 5.0), (1, 0, 0.0, 6.0), (0, 1, 5.0, 11.0), (1, 1, 5.0, 10.5), (0, 2, 10.0, 12.25),
         (1, 2, 10.5, 16.5), (0, 3, 12.25, 17.125), (1, 3, 15.5, 18.0), (0, 4, 17.125, 23.125), (1, 4, 18.0, 24.0),
         (0, 5, 22.125, 24.0)]
+
+
+def test_split_call_sides_start_near_their_own_speech(call_wav) -> None:
+    """With the default trimming (and the demo's 8 s / 2 s segments), each side's segment starts 0.2 s before that
+    side's burst: the other side's turn (near-silence on this channel) before it is not transcribed. A window with no
+    speech at all has nothing to contrast a pause with and is kept (the agent's last 6 s)."""
+    path, left, right = call_wav
+    policy = {"max_seconds": 8, "min_seconds": 2}
+    segs = _segments(str(path), DecodeSettings(segmenting=SegmentPolicy(**policy)), channel_mode="split")
+    assert [(s["channel"], s["start"], s["end"]) for s in segs] == [
+        (0, 0.3, 6.15), (1, 6.3, 12.15), (0, 12.3, 18.15), (1, 18.3, 24.0), (0, 18.15, 24.0)]
+    for s in segs:
+        source = left if s["channel"] == 0 else right
+        a, samples = round(s["start"] * RATE), from_pcm16(s["samples"])
+        np.testing.assert_allclose(samples, source[a:a + len(samples)], atol=PCM16)
+    untrimmed = _segments(str(path), DecodeSettings(segmenting=SegmentPolicy(**policy, trim_silence=False)),
+                          channel_mode="split")
+    assert sum(s["end"] - s["start"] for s in untrimmed) == pytest.approx(48.0)  # each side whole: 2 x 24 s
+    assert sum(s["end"] - s["start"] for s in segs) == pytest.approx(29.1)  # 39% less audio to transcribe
 
 
 def test_the_rows_resolved_channel_mode_is_what_counts(call_wav) -> None:
@@ -390,7 +418,8 @@ def test_decode_block_keeps_each_recording_whole_with_its_segments(tone_wav, tmp
     assert out["line"].to_pylist() == [1, 2, 3, 4, 5]  # one row per recording, in order
     segments = out["segments"].to_pylist()
     assert [[s["segment_index"] for s in segs] for segs in segments] == [[0], [0, 1, 2, 3], [], [], []]
-    assert [(s["start"], s["end"]) for s in segments[1]] == [(0.0, 17.5), (17.5, 35.5), (35.5, 53.5), (53.5, 70.0)]
+    # The default segmenting trims each segment's leading pause to 0.2 s before its first sound.
+    assert [(s["start"], s["end"]) for s in segments[1]] == [(0.3, 17.5), (18.3, 35.5), (36.3, 53.5), (54.3, 70.0)]
     assert out["duration"].to_pylist() == [1.5, 70.0, None, None, None]
     assert out["error"].to_pylist() == [
         None, None, "empty file (0 bytes)", f"file not found: {tmp_path / 'missing.wav'}",
@@ -400,7 +429,7 @@ def test_decode_block_keeps_each_recording_whole_with_its_segments(tone_wav, tmp
     assert out["metadata"].to_pylist()[0] == '{"k": 1}' and out["manifest"].to_pylist()[0] == "/m.jsonl"
     assert out.schema.field("segments").type.value_type.field("samples").type == pa.large_binary()
     lengths = [len(s["samples"]) for s in segments[0] + segments[1]]
-    assert lengths == [24000 * 2, 17.5 * RATE * 2, 18 * RATE * 2, 18 * RATE * 2, 16.5 * RATE * 2]
+    assert lengths == [24000 * 2, 17.2 * RATE * 2, 17.2 * RATE * 2, 17.2 * RATE * 2, 15.7 * RATE * 2]
 
 
 def test_decode_block_all_failed_keeps_schema(tmp_path) -> None:

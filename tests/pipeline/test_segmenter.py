@@ -11,7 +11,10 @@ import pytest
 from pipeline.segmenter import Segment, SegmentPolicy, merge_overlap, segment_stream
 
 RATE = 16_000
-POLICY = SegmentPolicy()  # 30 s max, 10 s min, 1 s overlap, 50 ms frames, 0.2 s pauses, -40 dBFS
+# The defaults (30 s max, 10 s min, 1 s overlap, 50 ms frames, 0.2 s pauses, -40 dBFS) without trimming leading
+# pauses, so that the segments tile the recording; TRIMMING is the job's default, tested in its own section.
+POLICY = SegmentPolicy(trim_silence=False)
+TRIMMING = SegmentPolicy()
 
 
 # --- generators ---------------------------------------------------------------------------------------------------
@@ -218,6 +221,78 @@ def test_block_sizes_do_not_change_the_segments(sizes: str) -> None:
         fields = ("start", "end", "cut_in_speech", "overlap_before")
         assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
         np.testing.assert_array_equal(a.samples, b.samples)
+
+
+# --- leading pauses (rule 5) -------------------------------------------------------------------------------------
+
+
+def check_trimmed(segments: list[Segment], x: np.ndarray, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Every speech sample is in a segment with the recording's own samples; what no segment holds lies inside a
+    known silence and ends pause_seconds before the next sound. Returns the skipped stretches (samples)."""
+    skipped, covered_to = [], 0
+    for seg in segments:
+        a, b = round(seg.start * RATE), round(seg.end * RATE)
+        np.testing.assert_array_equal(seg.samples, x[a:b])
+        assert b - a <= TRIMMING.max_seconds * RATE
+        assert seg.overlap_before == 0.0 or a == covered_to - round(seg.overlap_before * RATE)
+        if a > covered_to:
+            assert seg.overlap_before == 0.0
+            skipped.append((covered_to, a))
+        covered_to = b
+    assert covered_to == len(x)
+    for a, b in skipped:
+        silence = [(s, e) for s, e in gaps_of([(0, 0), *spans], len(x)) if s <= a and b <= e]
+        assert silence, f"skipped {a / RATE:.3f}-{b / RATE:.3f} s is not inside a silence"
+        # The lead-in: the next sound starts pause_seconds after the new start (to a frame).
+        assert abs((silence[0][1] - b) / RATE - TRIMMING.pause_seconds) <= TRIMMING.frame_seconds + 1e-9
+    return skipped
+
+
+def test_segments_start_pause_seconds_before_their_first_sound() -> None:
+    seconds = 240.0
+    total = int(seconds * RATE)
+    # Pauses of 1-4 s, as on one side of a split call, and a recording that opens with 6 s of silence.
+    spans = [(s + 6 * RATE, min(total, e + 6 * RATE)) for s, e in plan_speech(seconds - 6, seed=21, gap=(1.0, 4.0))]
+    x = render(spans, 0, total, seed=22)
+    segments = list(segment_stream(blocks_of(x, 10 * RATE), RATE, TRIMMING))
+
+    skipped = check_trimmed(segments, x, spans)
+    assert segments[0].start == pytest.approx(6.0 - TRIMMING.pause_seconds, abs=TRIMMING.frame_seconds)
+    assert len(skipped) >= len(segments) - 1  # after every pause cut (1-4 s pauses: more than a pause is left)
+    assert sum(b - a for a, b in skipped) / RATE > 6.0 + 0.3 * (len(segments) - 1)
+    # The cuts are where they would be without trimming or later (a segment's window starts later).
+    untrimmed = list(segment_stream([x], RATE, POLICY))
+    assert segments[0].end >= untrimmed[0].end
+
+
+@pytest.mark.parametrize("sizes", ["7919", "one-second"])
+def test_trimming_does_not_depend_on_block_sizes_and_keeps_overlaps(sizes: str) -> None:
+    seconds = 200.0
+    total = int(seconds * RATE)
+    spans = [s for s in plan_speech(seconds, seed=23, gap=(0.5, 3.0)) if not (60 * RATE <= s[0] < 110 * RATE)]
+    spans = sorted([*spans, (60 * RATE, 110 * RATE)])  # forced cuts too: a segment after one is never trimmed
+    x = render(spans, 0, total, seed=24)
+    expected = list(segment_stream([x], RATE, TRIMMING))
+    got = list(segment_stream(blocks_of(x, 7919 if sizes == "7919" else RATE), RATE, TRIMMING))
+
+    assert any(s.cut_in_speech for s in expected) and check_trimmed(expected, x, spans)
+    assert [(s.start, s.end, s.cut_in_speech, s.overlap_before) for s in got] == \
+        [(s.start, s.end, s.cut_in_speech, s.overlap_before) for s in expected]
+
+
+def test_a_quiet_window_or_short_lead_is_not_trimmed() -> None:
+    silent = np.zeros(70 * RATE, np.float32)
+    assert [s.start for s in segment_stream([silent], RATE, TRIMMING)] == \
+        [s.start for s in segment_stream([silent], RATE, POLICY)]
+    # Speech from 0.15 s: the leading quiet run is shorter than a pause, nothing to skip.
+    x = render([(int(0.15 * RATE), 5 * RATE)], 0, 5 * RATE, seed=25)
+    (seg,) = segment_stream([x], RATE, TRIMMING)
+    assert seg.start == 0.0
+    # A short recording (the remainder alone) is trimmed too: 2 s of silence, then 3 s of speech.
+    x = render([(2 * RATE, 5 * RATE)], 0, 5 * RATE, seed=26)
+    (seg,) = segment_stream([x], RATE, TRIMMING)
+    assert seg.start == pytest.approx(2.0 - TRIMMING.pause_seconds, abs=TRIMMING.frame_seconds)
+    np.testing.assert_array_equal(seg.samples, x[round(seg.start * RATE):])
 
 
 # --- edges ----------------------------------------------------------------------------------------------------------
