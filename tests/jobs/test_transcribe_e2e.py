@@ -150,6 +150,20 @@ def test_bad_config_stops_before_work(tiny_model, corpus, tmp_path, capsys):
     assert not (out / "recordings").exists()
 
 
+def _check_cover(segments: list[tuple[float, float]], speech: list[tuple[float, float]], duration: float) -> None:
+    """Segments of one stream, in order: each starts at or after the previous one's end, or 1 s before it after a cut
+    forced in a stretch without a pause (overlap_seconds); every cut, and everything no segment holds, lies outside
+    the speech; the last one ends at the recording's end."""
+    held_to = 0.0
+    for start, end in segments:
+        assert start >= held_to - 1.0 - 1e-9, (start, held_to)
+        for edge in (start, end):
+            assert not any(a < edge < b for a, b in speech), edge
+        assert not any(held_to < b and a < start for a, b in speech), ("speech skipped", held_to, start)
+        held_to = end
+    assert held_to == pytest.approx(duration, abs=1e-3)
+
+
 def test_long_recording_is_cut_into_segments_that_cover_it(ray_session, tiny_model, tmp_path):
     """A 6-minute recording with pauses: cut at pauses into segments of at most max_segment_seconds, batched like
     any clip, stitched back in order; the segments cover the recording and the duration is right."""
@@ -166,12 +180,12 @@ def test_long_recording_is_cut_into_segments_that_cover_it(ray_session, tiny_mod
     assert rec["duration"] == pytest.approx(360.0, abs=1e-3)
     assert rec["num_segments"] == segs.height == summary.segments and segs.height >= 360 / 20
     assert segs["segment_index"].to_list() == list(range(segs.height))
-    assert segs["start"][0] == 0.0 and segs["end"][-1] == pytest.approx(360.0, abs=1e-3)
+    assert segs["end"][-1] == pytest.approx(360.0, abs=1e-3)
     assert ((segs["end"] - segs["start"]) <= 20.0 + 1e-6).all()
-    # Cut at pauses: consecutive segments touch exactly (no gap, no overlap), and every cut is inside a pause.
-    assert (segs["start"][1:].to_numpy() == segs["end"][:-1].to_numpy()).all()
-    for cut in segs["start"][1:]:
-        assert not any(a < cut < b for a, b in speech), cut
+    # Cut at pauses, each segment starting 0.2 s before its first sound (segmenting.trim_silence): what lies between
+    # one segment's end and the next one's start is inside a pause, and all the speech is covered.
+    assert segs["start"][0] == pytest.approx(0.3)
+    _check_cover(list(zip(segs["start"], segs["end"])), speech, 360.0)
     assert rec["text"] == " ".join(t for t in segs["text"].to_list() if t)
 
 
@@ -201,10 +215,11 @@ def test_stereo_call_split_into_channels_and_conversation(ray_session, tiny_mode
     assert set(zip(split["channel"].to_list(), split["speaker"].to_list())) == {(0, "agent"), (1, "customer")}
     for channel in (0, 1):
         mine = split.filter(pl.col("channel") == channel)
-        assert mine["start"][0] == 0.0 and mine["end"][-1] == pytest.approx(24.0, abs=1e-3)
         turns = agent_turns if channel == 0 else customer_turns
-        for cut in mine["start"][1:]:  # cuts fall in this side's pauses, not inside its turns
-            assert not any(a < cut < b for a, b in turns), (channel, cut)
+        assert mine["end"][-1] == pytest.approx(24.0, abs=1e-3)
+        _check_cover(list(zip(mine["start"], mine["end"])), turns, 24.0)  # this side's pauses, not its turns
+    # The agent speaks first: its first segment starts 0.2 s before its first turn.
+    assert split.filter(pl.col("channel") == 0)["start"][0] == pytest.approx(0.3)
     conversation = recs[1]["conversation"]
     assert recs[1]["channel_mode"] == "split" and conversation
     starts = [t["start"] for t in conversation]
