@@ -3,12 +3,13 @@ no S3, no internet.
 
     python -m jobs.demo [key=value ...]      # any transcribe key, e.g. target_lang=auto att_context_size=[56,0]
 
-The demo model (`models/demo-callcentre.nemo`, 7.7 MB, 3.6M parameters) is a small model of the real class (EncDecRNNTBPEModelWithPrompt:
-cache-aware FastConformer, RNNT, language prompts and tags) trained on two CPU cores on synthetic espeak-ng speech of
-one narrow domain: call-centre phrases, digits and numbers, dates, times, yes/no and a few dozen names in en-US,
-es-ES, de-DE and fr-FR (training/domain/). It recognises that domain and nothing else: real voices, other words and
-other languages come out as the nearest call-centre phrase. The samples are sentences and voices it never heard in
-training. The real model is one `model_path` away:
+The demo model (`models/demo-callcentre.nemo`, 7.7 MB, 3.6M parameters) is a small model of the real class
+(EncDecRNNTBPEModelWithPrompt: cache-aware FastConformer, RNNT, language prompts and tags) trained on two CPU cores
+on synthetic espeak-ng speech of one narrow domain: call-centre phrases, digits and numbers, dates, times, yes/no
+and a few dozen names in en-US, es-ES, de-DE and fr-FR (training/domain/). It recognises that domain and nothing
+else: real voices, other words and other languages come out as the nearest call-centre phrase. The samples are
+sentences and voices it never heard in training.
+The real model is one `model_path` away:
     python -m jobs.transcribe model_path=nvidia/nemotron-3.5-asr-streaming-0.6b dataset_manifest=... output_path=...
 """
 

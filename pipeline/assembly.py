@@ -136,9 +136,10 @@ TURN_GAP_SECONDS = 1.0
 
 
 def conversation_turns(segments: list[dict]) -> list[dict]:
-    """Both sides' turns in time order. Without word times a turn is a segment (its start is where the segmenter cut,
-    often in the silence before the words); with them (`timestamps=true`) a turn runs from its first word to its last,
-    and a silence over TURN_GAP_SECONDS inside a segment splits it, so the turns interleave as they were spoken."""
+    """Both sides' turns in time order. Without word times a turn is a segment (it starts near its first word when the
+    segmenter trims a leading pause, its end is the cut); with them (`timestamps=true`) a turn runs from its first
+    word to its last, and a silence over TURN_GAP_SECONDS inside a segment splits it, so the turns interleave as they
+    were spoken."""
     turns = []
     for seg in segments:
         base = {"channel": seg["channel"], "speaker": seg["speaker"]}

@@ -233,11 +233,16 @@ def quiet_threshold_db(levels: NDArray[np.float64], policy: SegmentPolicy) -> fl
     return max(threshold, ALWAYS_QUIET_DB)
 
 
+def _quiet_frames(window: NDArray[np.float32], plan: _Plan) -> NDArray[np.bool_]:
+    """Which whole frames of the window are quiet (module docstring, rules 1 and 2)."""
+    levels = frame_levels_db(window, plan.frame_samples)
+    return levels < quiet_threshold_db(levels, plan.policy)
+
+
 def _leading_pause(window: NDArray[np.float32], plan: _Plan) -> int:
     """Samples to skip at the window's start (module docstring, rule 5): a leading run of quiet frames longer than
     pause_seconds, less pause_seconds of lead-in before the first sound; 0 when there is none or all is quiet."""
-    levels = frame_levels_db(window, plan.frame_samples)
-    quiet = levels < quiet_threshold_db(levels, plan.policy)
+    quiet = _quiet_frames(window, plan)
     if quiet.all():
         return 0
     first_sound = int(np.argmin(quiet))
@@ -248,8 +253,7 @@ def _choose_cut(window: NDArray[np.float32], plan: _Plan) -> tuple[int, int]:
     """(cut, next_start) in samples from the window's start: next_start == cut after a pause, cut - overlap after a
     forced cut at the window's end."""
     fs = plan.frame_samples
-    levels = frame_levels_db(window, fs)
-    quiet = levels < quiet_threshold_db(levels, plan.policy)
+    quiet = _quiet_frames(window, plan)
     first = -(-plan.min_samples // fs)  # first whole frame at or after min_seconds
     search = quiet[first:]
     if search.size:
