@@ -18,7 +18,7 @@ import time
 from typing import Sequence
 
 from pipeline.batching import plan_batches
-from pipeline.models.base import AudioItem, ModelCard, ModelOutput
+from pipeline.models.base import AudioItem, ModelCard, ModelOutput, ModelSettings
 from pipeline.models.released import PROMPT_DICTIONARY
 
 SAMPLE_RATE = 16_000
@@ -34,9 +34,9 @@ def _card(model_path: str) -> ModelCard:
 class ZeroCost:
     describe = staticmethod(_card)
 
-    def __init__(self, spec):
-        self.spec = spec
-        self.card = _card(spec.model_path)
+    def __init__(self, settings: ModelSettings):
+        self.settings = settings
+        self.card = _card(settings.model_path)
 
     def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
         return [ModelOutput(raw_text="") for _ in items]
@@ -45,15 +45,15 @@ class ZeroCost:
 class SimulatedAccelerator:
     describe = staticmethod(_card)
 
-    def __init__(self, spec):
-        self.spec = spec
-        self.card = _card(spec.model_path)
+    def __init__(self, settings: ModelSettings):
+        self.settings = settings
+        self.card = _card(settings.model_path)
         self.rtfx = float(os.environ.get("SIM_RTFX", "200"))
         self.log = os.environ.get("SIM_BUSY_LOG")
 
     def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
-        durations = [max(len(it.samples) / SAMPLE_RATE, MIN_CLIP_SECONDS) for it in items]
-        for batch in plan_batches(durations, self.spec.batch_size, self.spec.compute.max_batch_seconds):
+        durations = [max(it.num_samples / SAMPLE_RATE, MIN_CLIP_SECONDS) for it in items]
+        for batch in plan_batches(durations, self.settings.batch_size, self.settings.max_batch_seconds):
             padded = len(batch) * max(durations[i] for i in batch)
             start = time.time()
             time.sleep(padded / self.rtfx)

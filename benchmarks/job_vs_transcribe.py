@@ -81,13 +81,12 @@ def timed(args: list[str], env: dict | None = None) -> float:
 
 def model_only(model_path: str, paths: list[str], batch_size: int, att: list[int]) -> float:
     """Wall seconds of the model calls alone over presorted, preloaded audio (what leaderboards time)."""
-    from jobs.spec import JobSpec
     from pipeline.audio import decode_audio
-    from pipeline.models.base import AudioItem
+    from pipeline.models.base import AudioItem, ModelSettings
     from pipeline.models.nemo_rnnt import NemotronRNNT
 
-    adapter = NemotronRNNT(JobSpec(model_path=model_path, output_path="unused", att_context_size=att,
-                                   batch_size=batch_size))
+    adapter = NemotronRNNT(ModelSettings(model_path=model_path, att_context_size=tuple(att), batch_size=batch_size,
+                                         device="cpu", threads=1))
     audio = [decode_audio(open(p, "rb").read()).samples.mean(axis=0) for p in paths]
     items = sorted((AudioItem(samples=a, prompt_locale="en-US") for a in audio), key=lambda i: len(i.samples),
                    reverse=True)

@@ -122,13 +122,12 @@ import json, sys, time
 started = time.monotonic()
 import nemo.collections.asr
 from connectors.model_store import localize
-from jobs.spec import JobSpec
-from pipeline.graph import ComputeSpec
+from pipeline.models.base import ModelSettings
 from pipeline.models.nemo_rnnt import NemotronRNNT
 imported = time.monotonic()
 local = localize(sys.argv[1])
 copied = time.monotonic()
-adapter = NemotronRNNT(JobSpec(model_path=local, output_path="unused", compute=ComputeSpec(device="cpu")))
+adapter = NemotronRNNT(ModelSettings(model_path=local, device="cpu", threads=1))
 loaded = time.monotonic()
 # VmHWM: this process's own peak (ru_maxrss would also count the parent's RSS at fork time)
 peak = int(next(x for x in open("/proc/self/status") if x.startswith("VmHWM:")).split()[1]) / 1024

@@ -1,4 +1,4 @@
-"""The output folder's layout, in one place: what lives where under `output_path`, and how files are named.
+"""An output folder's layout: what lives where under `output_path`, and how files are named.
 
     <output_path>/recordings/part-<run_id>-<seq>.parquet   one row per input row (the commit: see parquet_sink)
     <output_path>/segments/part-<run_id>-<seq>.parquet     one row per segment; same name as its recordings partner
@@ -8,6 +8,9 @@
 Names sort in commit order: `run_id` starts with the run's UTC start time and `seq` counts a run's commits, so of two
 files holding the same row the later name is the newer row. Hidden names (leading `.` or `_`) are files being
 written or bookkeeping: DuckDB, Polars, Spark and pyarrow skip them.
+
+The base of `connectors.output_store.OutputStore`; the modules that write and index an output (parquet_sink, resume,
+lease) take a layout, so that the store can own them without an import cycle.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 import fsspec
 
-from connectors.storage import filesystem
+from connectors.storage import filesystem, normalise_url
 
 RECORDINGS = "recordings"
 SEGMENTS = "segments"
@@ -34,23 +37,28 @@ def is_data_file(name: str) -> bool:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    output_path: str
+    """Where things live under an output folder, and how its files are named."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "output_path", self.output_path.rstrip("/"))
+    url: str  # normalised: one spelling per folder (`normalise_url`), no trailing slash
+
+    @classmethod
+    def at(cls, output_path: str) -> "OutputLayout":
+        return cls(normalise_url(output_path.rstrip("/")).rstrip("/"))
+
+    # --- layout ------------------------------------------------------------------------------------------------
 
     def folder(self, table: str) -> str:
-        return f"{self.output_path}/{table}"
+        return f"{self.url}/{table}"
 
     @property
     def runs(self) -> str:
         return self.folder(RUNS)
 
     @property
-    def lease(self) -> str:
-        return f"{self.output_path}/_lease.json"
+    def lease_path(self) -> str:
+        return f"{self.url}/_lease.json"
 
-    def run_record(self, run_id: str) -> str:
+    def run_record_path(self, run_id: str) -> str:
         return f"{self.runs}/{run_id}.json"
 
     @staticmethod

@@ -51,8 +51,8 @@ class LeaseRecord:
         return False
 
 
-def read_lease(output_path: str) -> LeaseRecord | None:
-    fs, path = filesystem(OutputLayout(output_path).lease)
+def read_lease(store: OutputLayout) -> LeaseRecord | None:
+    fs, path = filesystem(store.lease_path)
     try:
         fs.invalidate_cache(path.rsplit("/", 1)[0])
         with fs.open(path, "rb") as handle:
@@ -63,8 +63,8 @@ def read_lease(output_path: str) -> LeaseRecord | None:
         return None  # a torn or foreign file: treat as no lease (it is rewritten by whoever takes the folder)
 
 
-def _write(output_path: str, record: LeaseRecord) -> None:
-    fs, path = filesystem(OutputLayout(output_path).lease)
+def _write(store: OutputLayout, record: LeaseRecord) -> None:
+    fs, path = filesystem(store.lease_path)
     with_retries(lambda: fs.pipe_file(path, json.dumps(asdict(record)).encode()))
 
 
@@ -72,8 +72,8 @@ class Lease:
     """Held while a job writes to `output_path`: `acquire()`, then renewed every lease_seconds / 4 by a thread,
     `release()` at the end (also on failure)."""
 
-    def __init__(self, output_path: str, run_id: str, lease_seconds: float):
-        self.output_path = output_path
+    def __init__(self, store: OutputLayout, run_id: str, lease_seconds: float):
+        self.store = store
         self.run_id = run_id
         self.lease_seconds = lease_seconds
         self._stop = threading.Event()
@@ -83,13 +83,13 @@ class Lease:
         return LeaseRecord(run_id=self.run_id, host=socket.gethostname(), pid=os.getpid(), renewed=time.time())
 
     def acquire(self) -> None:
-        current = read_lease(self.output_path)
+        current = read_lease(self.store)
         if current is not None and current.run_id != self.run_id and current.age() < self.lease_seconds \
                 and not current.holder_is_gone():
             raise LeaseHeld(self._held_message(current))
-        _write(self.output_path, self._record())
+        _write(self.store, self._record())
         time.sleep(SETTLE_SECONDS)
-        current = read_lease(self.output_path)
+        current = read_lease(self.store)
         if current is None or current.run_id != self.run_id:
             raise LeaseHeld(self._held_message(current) if current else "output_path is being taken by another job")
         self._thread = threading.Thread(target=self._renew, name="output-lease", daemon=True)
@@ -103,7 +103,7 @@ class Lease:
     def _renew(self) -> None:
         while not self._stop.wait(self.lease_seconds / 4):
             try:
-                _write(self.output_path, self._record())
+                _write(self.store, self._record())
             except Exception:  # noqa: BLE001 - a missed renewal is retried at the next tick
                 pass
 
@@ -111,9 +111,9 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        current = read_lease(self.output_path)
+        current = read_lease(self.store)
         if current is not None and current.run_id == self.run_id:
-            fs, path = filesystem(OutputLayout(self.output_path).lease)
+            fs, path = filesystem(self.store.lease_path)
             try:
                 fs.rm(path)
             except FileNotFoundError:

@@ -13,8 +13,7 @@ appended; the line's content is `source_hash`, and a changed hash means the earl
 identity twice in one manifest is a duplicate: the later line is an error row (not transcribed twice), with an id of
 its own. A line that names no audio is identified by its line number.
 
-`iter_manifest` reads a manifest as a stream (memory follows one line, not the file); `parse_manifest` is the same
-over bytes, for tests and small files.
+`iter_manifest` reads a manifest as a stream (memory follows one line, not the file).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import IO, Iterable, Iterator
 
+from connectors.audio_source import AudioSource, fields_of
 from connectors.storage import filesystem, normalise_url, parent_of, resolve, unstrip, with_retries
 
 # Fields the pipeline reads; everything else is the user's metadata and is carried through as JSON.
@@ -53,7 +53,7 @@ class ManifestRow:
     manifest: str | None
     line: int | None
     audio_filepath: str | None = None
-    audio_url: str | None = None
+    audio: AudioSource | None = None  # where the recording's bytes are (null when the line names none)
     manifest_duration: float | None = None
     reference_text: str | None = None
     metadata: str | None = None  # every unknown field, as a JSON object
@@ -63,7 +63,10 @@ class ManifestRow:
     error: str | None = None
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The row as flat columns: the audio source as its fields (`connectors.audio_source.FIELDS`)."""
+        out = dict(self.__dict__)
+        out.update(fields_of(out.pop("audio")))
+        return out
 
 
 def _kind(value: object) -> str:
@@ -142,7 +145,7 @@ def parse_line(raw: bytes, manifest: str | None, line: int, base_dir: str) -> Ma
     path = entry.get("audio_filepath")
     if isinstance(path, str) and path.strip() and _encodable(path):
         row.audio_filepath = path
-        row.audio_url = resolve(path, base_dir)
+        row.audio = AudioSource(resolve(path, base_dir))
     if problems:
         row.error = "; ".join(problems)
         return row
@@ -153,7 +156,7 @@ def parse_line(raw: bytes, manifest: str | None, line: int, base_dir: str) -> Ma
     row.requested_channel_mode = _string(entry.get("channel_mode"))
     row.requested_channel = entry.get("channel")
     # Identity: the manifest and what the row asks to transcribe. Content: the entry itself, key order ignored.
-    row.row_id = digest(manifest or "", row.audio_url or "", str(row.requested_channel),
+    row.row_id = digest(manifest or "", row.audio.identity() if row.audio else "", str(row.requested_channel),
                         str(row.requested_channel_mode))
     row.source_hash = digest(json.dumps(entry, sort_keys=True, ensure_ascii=False), size=6)
     return row
@@ -214,13 +217,6 @@ def iter_manifest(manifest: str, handle: IO[bytes]) -> Iterator[ManifestRow]:
         yield row
 
 
-def parse_manifest(manifest: str, data: bytes) -> list[dict]:
-    """`iter_manifest` over bytes: every non-blank line as a row dict."""
-    import io
-
-    return [r.as_dict() for r in iter_manifest(manifest, io.BytesIO(data))]
-
-
 def read_manifest(manifest: str) -> Iterator[ManifestRow]:
     """Stream the manifest at `manifest` (any fsspec URL) as rows."""
     fs, path = filesystem(manifest)
@@ -238,12 +234,7 @@ def iter_audio_dir(audio_dir: str) -> Iterator[ManifestRow]:
             if name.lower().endswith(AUDIO_EXTENSIONS):
                 url = unstrip(fs, f"{folder.rstrip('/')}/{name}")
                 yield ManifestRow(row_id=digest("", url, "None", "None"), source_hash=digest(url, size=6),
-                                  manifest=None, line=None, audio_filepath=url, audio_url=url)
-
-
-def list_audio(audio_dir: str) -> list[dict]:
-    """Every audio file under `audio_dir`, as row dicts, sorted by URL."""
-    return sorted((r.as_dict() for r in iter_audio_dir(audio_dir)), key=lambda r: r["audio_url"])
+                                  manifest=None, line=None, audio_filepath=url, audio=AudioSource(url))
 
 
 def manifest_urls(urls: Iterable[str]) -> list[str]:
@@ -255,5 +246,5 @@ def manifest_urls(urls: Iterable[str]) -> list[str]:
     return list(seen)
 
 
-__all__ = ["ManifestRow", "digest", "iter_audio_dir", "iter_manifest", "list_audio", "manifest_urls",
-           "parse_line", "parse_manifest", "read_manifest", "MAX_LINE_BYTES", "KNOWN_FIELDS", "AUDIO_EXTENSIONS"]
+__all__ = ["ManifestRow", "digest", "iter_audio_dir", "iter_manifest", "manifest_urls", "parse_line",
+           "read_manifest", "MAX_LINE_BYTES", "KNOWN_FIELDS", "AUDIO_EXTENSIONS"]

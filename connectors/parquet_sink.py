@@ -70,13 +70,12 @@ def split_assembled(table: pa.Table, recordings_schema: pa.Schema, segments_sche
     return table.select(recordings_schema.names).cast(recordings_schema), segments
 
 
-def write_pair(table: pa.Table, output_path: str, name: str, recordings_schema: pa.Schema,
+def write_pair(table: pa.Table, store: OutputLayout, name: str, recordings_schema: pa.Schema,
                segments_schema: pa.Schema) -> WrittenFile:
     """Commit one pair of files: segments first, recordings (the commit) last."""
-    layout = OutputLayout(output_path)
     recordings, segments = split_assembled(table, recordings_schema, segments_schema)
-    write_parquet(segments, layout.folder(SEGMENTS), name)
-    write_parquet(recordings, layout.folder(RECORDINGS), name)  # last: the commit
+    write_parquet(segments, store.folder(SEGMENTS), name)
+    write_parquet(recordings, store.folder(RECORDINGS), name)  # last: the commit
     stages = [s for s in recordings["error_stage"].to_pylist() if s] if "error_stage" in recordings.column_names \
         else []
     failed = pc.sum(pc.is_valid(recordings["error"])).as_py() or 0
@@ -85,7 +84,7 @@ def write_pair(table: pa.Table, output_path: str, name: str, recordings_schema: 
                        segments=segments.num_rows, errors_by_stage=dict(Counter(stages)))
 
 
-def _write_task(parts: list, output_path: str, name: str, recordings_schema: pa.Schema,
+def _write_task(parts: list, store: OutputLayout, name: str, recordings_schema: pa.Schema,
                 segments_schema: pa.Schema) -> WrittenFile:
     """Ray task: fetch the blocks (or block slices) and commit them as one pair."""
     import ray
@@ -97,7 +96,7 @@ def _write_task(parts: list, output_path: str, name: str, recordings_schema: pa.
     table = pa.concat_tables([t for t in tables if t.num_rows]) if any(t.num_rows for t in tables) else None
     if table is None:
         return WrittenFile(name=name, rows=0, failed_rows=0, audio_seconds=0.0, segments=0, errors_by_stage={})
-    return write_pair(table, output_path, name, recordings_schema, segments_schema)
+    return write_pair(table, store, name, recordings_schema, segments_schema)
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ def _remote_write():
 class TranscriptCommitter:
     """Driver side: collect finished blocks, commit them as pairs of files by rows or by age."""
 
-    output_path: str
+    store: OutputLayout
     run_id: str
     recordings_schema: pa.Schema
     segments_schema: pa.Schema
@@ -160,8 +159,8 @@ class TranscriptCommitter:
             self.collect(block=True)
         name = OutputLayout.file_name(self.run_id, self._seq)
         self._seq += 1
-        self._in_flight.append(_remote_write().remote(self._pending, self.output_path, name, self.recordings_schema,
-                                           self.segments_schema))
+        self._in_flight.append(_remote_write().remote(self._pending, self.store, name, self.recordings_schema,
+                                                      self.segments_schema))
         self._pending, self._pending_rows, self._oldest = [], 0, None
 
     def collect(self, block: bool) -> None:
@@ -180,14 +179,13 @@ class TranscriptCommitter:
             self.collect(block=True)
 
 
-def clean_uncommitted(output_path: str) -> list[str]:
+def clean_uncommitted(store: OutputLayout) -> list[str]:
     """Delete what a crashed run left behind: hidden temporary files, and segments files with no recordings partner.
-    Returns the deleted paths. Safe only while no other job writes to the same output_path (hold its lease)."""
-    layout = OutputLayout(output_path)
-    _, _, committed = layout.listing(RECORDINGS)
+    Returns the deleted paths. Safe only while no other job writes to the same output (hold its lease)."""
+    _, _, committed = store.listing(RECORDINGS)
     deleted = []
     for table in TABLES:
-        fs, folder, names = layout.listing(table)
+        fs, folder, names = store.listing(table)
         for name in names:
             temporary = is_hidden(name) and name.endswith(".tmp")
             orphan = table == SEGMENTS and name.endswith(".parquet") and not is_hidden(name) and name not in committed

@@ -9,7 +9,7 @@ audio or channel choice was edited), is an *orphan* and is removed the same way.
 
 The index is numpy arrays of fixed-width digests, sorted by id (about 17 bytes a row: 170 MB for 10 million rows),
 built in a Ray task and shared through the object store, so neither the driver nor each read task holds the done
-ids as Python objects. Of two committed copies of one id, the later file (commit order: connectors.layout) wins.
+ids as Python objects. Of two committed copies of one id, the later file (commit order: connectors.output_store) wins.
 """
 
 from __future__ import annotations
@@ -100,12 +100,11 @@ def _read(fs, path: str) -> pa.Table:
     return table.select(_COLUMNS)
 
 
-def build_index(output_path: str, *, retry_failed: bool = True, redo_runs: frozenset[str] = frozenset(),
+def build_index(store: OutputLayout, *, retry_failed: bool = True, redo_runs: frozenset[str] = frozenset(),
                 threads: int = 8) -> ResumeIndex:
     """Read the committed recordings' ids (a column read, in parallel) into a ResumeIndex. `redo_runs`: rows made by
     these runs count as not done."""
-    layout = OutputLayout(output_path)
-    fs, paths = layout.committed_files(RECORDINGS)
+    fs, paths = store.committed_files(RECORDINGS)
     with ThreadPoolExecutor(threads) as pool:
         tables = list(pool.map(lambda p: _read(fs, p), paths))
     empty = np.zeros(0, dtype=f"S{ID_BYTES}")
@@ -137,16 +136,15 @@ def build_index(output_path: str, *, retry_failed: bool = True, redo_runs: froze
                        runs=frozenset(runs[i] for i in keep if runs[i]))
 
 
-def remove_rows(output_path: str, drop: dict[str, set[str]]) -> int:
+def remove_rows(store: OutputLayout, drop: dict[str, set[str]]) -> int:
     """Remove the given row ids from the given committed files (recordings path -> ids), rewriting each file pair
     in place (segments first, so an interrupted removal leaves a duplicate the next start finds again, never a
     recording without its segments). A pair left without recordings is deleted. Returns the rows removed."""
-    layout = OutputLayout(output_path)
     removed = 0
     for path, ids in sorted(drop.items()):
         name = path.rsplit("/", 1)[-1]
         unwanted = pa.array(sorted(ids), pa.string())
-        fs, folder, names = layout.listing(RECORDINGS)
+        fs, folder, names = store.listing(RECORDINGS)
         if name not in names:
             continue
         with fs.open(f"{folder}/{name}", "rb") as handle:
@@ -154,7 +152,7 @@ def remove_rows(output_path: str, drop: dict[str, set[str]]) -> int:
         kept = recordings.filter(pc.invert(pc.is_in(recordings["row_id"], unwanted)))
         if kept.num_rows == recordings.num_rows:
             continue
-        sfs, sfolder, snames = layout.listing(SEGMENTS)
+        sfs, sfolder, snames = store.listing(SEGMENTS)
         if name in snames:
             if not kept.num_rows:
                 sfs.rm(f"{sfolder}/{name}")
@@ -163,10 +161,24 @@ def remove_rows(output_path: str, drop: dict[str, set[str]]) -> int:
                     segments = pq.read_table(handle)
                 kept_segments = segments.filter(pc.invert(pc.is_in(segments["row_id"], unwanted)))
                 if kept_segments.num_rows != segments.num_rows:
-                    write_parquet(kept_segments, layout.folder(SEGMENTS), name)
+                    write_parquet(kept_segments, store.folder(SEGMENTS), name)
         if kept.num_rows:
-            write_parquet(kept, layout.folder(RECORDINGS), name)
+            write_parquet(kept, store.folder(RECORDINGS), name)
         else:
             fs.rm(f"{folder}/{name}")
         removed += recordings.num_rows - kept.num_rows
     return removed
+
+
+def locate(store: OutputLayout, ids: list[str]) -> dict[str, list[str]]:
+    """Which committed recordings file holds each of `ids` (path -> ids)."""
+    wanted = pa.array(sorted(set(ids)), pa.string())
+    fs, paths = store.committed_files(RECORDINGS)
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        with fs.open(path, "rb") as handle:
+            column = pq.read_table(handle, columns=["row_id"])["row_id"]
+        hits = column.filter(pc.is_in(column, wanted)).to_pylist()
+        if hits:
+            found[path] = hits
+    return found

@@ -35,13 +35,7 @@ from urllib.parse import urlsplit
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from connectors.redaction import (  # noqa: F401 - re-exported: the project imports these from connectors.storage
-    SECRET_ENV_VARS,
-    RedactingFilter,
-    install_redaction,
-    redact,
-    register_secret,
-)
+from connectors.redaction import redact
 
 T = TypeVar("T")
 

@@ -1,9 +1,8 @@
-"""Reading a transcription output back (local or any fsspec URL): its tables, the stage of a row's error, and the
-language a row is known to be in.
+"""Reading a transcription output's rows: the stage of a row's error, and the language a row is known to be in.
 
-For the jobs and notebooks that *read* an output (the export of training data, the report, the notebooks). They must
-work on outputs written before and after a change of columns, so every reader here asks for columns by name and gets
-a null column for one that an older output lacks:
+For the jobs and notebooks that *read* an output (the export of training data, the report, the notebooks), which
+get its tables from `connectors.output_store.OutputStore` (`read_table`, `read_whole`, `run_records`). They must
+work on outputs written before and after a change of columns:
 
 * `error_stage` (the stage of a failure: manifest, fetch, decode, language, inference) is read when the output has
   it; an older output has only `error` as `<stage>: <message>`, whose part before the first ': ' is the stage.
@@ -15,76 +14,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from connectors.layout import RECORDINGS, RUNS, SEGMENTS, OutputLayout
-from connectors.storage import filesystem
-
-__all__ = ["RECORDINGS", "SEGMENTS", "RUNS", "NotAnOutput", "check_output", "read_table", "read_whole",
-           "read_run_records", "error_stage", "known_language", "row_language"]
+__all__ = ["error_stage", "known_language", "row_language"]
 
 AUTO = "auto"
 # Where the language a row is grouped or labelled by came from (see `row_language`).
 FROM_REFERENCE = "reference"
 FROM_DETECTED = "detected"
-
-
-class NotAnOutput(ValueError):
-    """The folder is not a transcription output (no committed recordings files)."""
-
-
-def check_output(output_path: str) -> None:
-    """Raise NotAnOutput unless `output_path` holds committed `recordings/` Parquet files."""
-    try:
-        _, paths = OutputLayout(output_path).committed_files(RECORDINGS)
-    except Exception as error:  # noqa: BLE001 - any failure to list means we cannot read it as an output
-        raise NotAnOutput(f"{output_path} cannot be listed: {type(error).__name__}: {error}") from None
-    if not paths:
-        raise NotAnOutput(f"{output_path} is not a transcription output: no committed Parquet files under "
-                          f"{output_path.rstrip('/')}/{RECORDINGS}/")
-
-
-def read_table(output_path: str, table: str, columns: dict[str, pa.DataType]) -> pa.Table:
-    """The committed rows of one output table with exactly `columns` (name: type); a column that a file lacks is
-    null. Only those columns are read from each file."""
-    fs, paths = OutputLayout(output_path).committed_files(table)
-    schema = pa.schema(list(columns.items()))
-    parts = []
-    for path in paths:
-        with fs.open(path, "rb") as handle:
-            parquet = pq.ParquetFile(handle)
-            present = [c for c in columns if c in parquet.schema_arrow.names]
-            part = parquet.read(columns=present)
-        parts.append(pa.table({name: part[name].cast(kind) if name in present else pa.nulls(part.num_rows, kind)
-                               for name, kind in columns.items()}, schema=schema))
-    return pa.concat_tables(parts) if parts else schema.empty_table()
-
-
-def read_whole(output_path: str, table: str) -> pa.Table:
-    """Every column of one output table, as the files have them (files written before and after a change of columns
-    are unified: a column some files lack is null there). For exploring; jobs ask for their columns by name."""
-    fs, paths = OutputLayout(output_path).committed_files(table)
-    parts = []
-    for path in paths:
-        with fs.open(path, "rb") as handle:
-            parts.append(pq.read_table(handle))
-    return pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({})
-
-
-def read_run_records(output_path: str) -> list[dict]:
-    """Every `runs/<run_id>.json` record of an output, oldest first ([] when there are none)."""
-    import json
-
-    fs, folder = filesystem(OutputLayout(output_path).runs)
-    if not fs.exists(folder):
-        return []
-    records = []
-    for path in sorted(fs.ls(folder, detail=False)):
-        name = path.rsplit("/", 1)[-1]
-        if name.endswith(".json") and not name.startswith((".", "_")):
-            with fs.open(path, "r") as handle:
-                records.append(json.load(handle))
-    return records
 
 
 def error_stage(table: pa.Table) -> pa.ChunkedArray:

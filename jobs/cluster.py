@@ -25,3 +25,20 @@ def connect_ray(address: str | None) -> None:
         from jobs import reaper
 
         reaper.start(ray._private.worker.global_worker.node.get_session_dir_path())
+
+
+def actor_pool(compute):
+    """The inference actors the cluster allows (`compute`: the job's section): GPU actors when it has GPUs (unless
+    compute.device=cpu), up to one per `gpus_per_actor` GPUs; one actor on a CPU-only cluster unless told."""
+    import ray
+
+    from jobs.config import ConfigError
+    from pipeline.graph import ActorPool
+
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if compute.device.startswith("cuda") and not gpus:
+        raise ConfigError(f"compute.device={compute.device} but the Ray cluster has no GPUs")
+    use_gpu = compute.device != "cpu" and gpus > 0
+    max_actors = compute.max_actors or (max(1, int(gpus // compute.gpus_per_actor)) if use_gpu else 1)
+    return ActorPool(use_gpu=use_gpu, min_actors=min(compute.min_actors, max_actors),
+                     max_actors=max(max_actors, compute.min_actors))

@@ -22,17 +22,31 @@ Writes `output` (default `<after>/compare/compare.md`) and the same figures as J
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from omegaconf import MISSING
 
-from jobs.report import (UNKNOWN, UsageError, conform, context_label, parse_args, pct, rate, read_recordings,
-                         read_run_records, scored_mask, to_json, write_files)
+from connectors.output_store import OutputStore
+from jobs.config import ConfigError, load_structured
+from jobs.report import (UNKNOWN, conform, context_label, pct, rate, read_recordings, scored_mask, to_json,
+                         write_files)
 from connectors.transcripts import row_language
 from pipeline.scoring import primary_metric_for
 
 _COUNTS = ("word_errors", "ref_words", "char_errors", "ref_chars")
 SIDES = ("before", "after")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    before: str = MISSING  # the transcription output before (e.g. the base model's)
+    after: str = MISSING  # and after (e.g. the fine-tuned model's)
+    output: Optional[str] = None  # where to write compare.md/.json (default <after>/compare/compare.md)
+    before_run_id: Optional[str] = None  # only this run's rows of `before`
+    after_run_id: Optional[str] = None  # only this run's rows of `after`
 
 
 def _dedupe(table: pa.Table) -> tuple[pa.Table, int]:
@@ -212,21 +226,20 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     try:
-        args = parse_args(args_in, {"before": None, "after": None, "output": None, "before_run_id": None,
-                                    "after_run_id": None}, ("before", "after"))
-        paths = {side: args[side].rstrip("/") for side in SIDES}
-        tables = {side: read_recordings(paths[side], args[f"{side}_run_id"] or None) for side in SIDES}
-    except UsageError as error:
+        cfg = load_structured(CompareConfig, args_in, None, example="/data/out")
+        paths = {side: getattr(cfg, side).rstrip("/") for side in SIDES}
+        tables = {side: read_recordings(paths[side], getattr(cfg, f"{side}_run_id") or None) for side in SIDES}
+    except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     result = compare(tables["before"], tables["after"])
     sides = {}
     for side in SIDES:
         result[side]["path"] = paths[side]
-        sides[side] = {"records": read_run_records(paths[side]), "run_ids": result[side]["run_ids"]}
+        sides[side] = {"records": OutputStore.at(paths[side]).run_records(), "run_ids": result[side]["run_ids"]}
     result["warnings"] += run_record_warnings(sides["before"], sides["after"])
 
-    output = args["output"] or f"{paths['after']}/compare/compare.md"
+    output = cfg.output or f"{paths['after']}/compare/compare.md"
     folder, _, name = output.rpartition("/")
     stem = name[:-3] if name.endswith(".md") else name
     markdown = render_markdown(result)

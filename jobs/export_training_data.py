@@ -44,7 +44,8 @@ from omegaconf import MISSING, OmegaConf
 from connectors.nemo_datasets import (CLIPS, MANIFEST, RECORDINGS_MANIFEST, TARRED_MANIFEST, jsonl,
                                       shard_manifest_name, sharded_manifest_pattern, tar_pattern, write_bytes)
 from connectors.storage import filesystem, is_url, redact
-from connectors.transcripts import (RECORDINGS, SEGMENTS, NotAnOutput, check_output, known_language, read_table)
+from connectors.output_store import RECORDINGS, SEGMENTS, NotAnOutput, OutputStore
+from connectors.transcripts import known_language
 from jobs.cluster import connect_ray
 from jobs.config import ConfigError, load_structured, run_command
 from pipeline import pseudo_labels as labels
@@ -158,7 +159,7 @@ def check_inputs(cfg: ExportConfig) -> None:
         value = getattr(cfg, key)
         if value:
             try:
-                check_output(value)
+                OutputStore.at(value).check()
             except NotAnOutput as error:
                 raise ConfigError(f"{key}: {error}") from None
     try:
@@ -178,11 +179,12 @@ def check_inputs(cfg: ExportConfig) -> None:
 
 def read_utterances(output_path: str, with_sentences: bool) -> tuple[pa.Table, pa.Table]:
     """(recordings, utterances) of one transcription output."""
-    recordings = read_table(output_path, RECORDINGS, labels.RECORDING_COLUMNS)
+    store = OutputStore.at(output_path)
+    recordings = store.read_table(RECORDINGS, labels.RECORDING_COLUMNS)
     columns = dict(labels.SEGMENT_COLUMNS)
     if with_sentences:
         columns["sentences"] = labels.SENTENCE_TYPE
-    segments = read_table(output_path, SEGMENTS, columns)
+    segments = store.read_table(SEGMENTS, columns)
     return recordings, labels.utterances(recordings, segments)
 
 

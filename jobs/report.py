@@ -38,15 +38,19 @@ import json
 import math
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from connectors.layout import RECORDINGS, OutputLayout
+from omegaconf import MISSING
+
+from connectors.output_store import RECORDINGS, NotAnOutput, OutputStore
 from connectors.storage import filesystem
-from connectors.transcripts import FROM_REFERENCE, row_language
+from jobs.config import ConfigError, load_structured
+from connectors.transcripts import FROM_REFERENCE, error_stage, row_language
 from pipeline.records import RECORDINGS_SCHEMA
 from pipeline.scoring import primary_metric_for
 
@@ -62,27 +66,11 @@ _COUNTS = ("word_errors", "ref_words", "char_errors", "ref_chars")
 _RAW_COUNTS = ("raw_word_errors", "raw_ref_words", "raw_char_errors", "raw_ref_chars")
 
 
-class UsageError(ValueError):
-    """A bad command line or an output folder with nothing to report: printed as `error: ...`, exit code 2."""
-
-
-# ---------------------------------------------------------------------------------------------------------- reading
-
-
-def parse_args(argv: list[str], known: dict[str, str | None], required: tuple[str, ...]) -> dict[str, str | None]:
-    """`key=value` arguments over `known` defaults; an unknown key, a bare word or a missing required key is an error."""
-    args = dict(known)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            raise UsageError(f"expected key=value, got {arg!r}. Keys: {', '.join(known)}")
-        if key not in known:
-            raise UsageError(f"unknown key {key!r}. Keys: {', '.join(known)}")
-        args[key] = value
-    for key in required:
-        if not args.get(key):
-            raise UsageError(f"{key} is required (e.g. {key}=/data/out)")
-    return args
+@dataclass(frozen=True)
+class ReportConfig:
+    output_path: str = MISSING  # a transcription output (local or s3://)
+    run_id: Optional[str] = None  # only the rows of this run
+    report_path: Optional[str] = None  # where to write (default <output_path>/report[/<run_id>])
 
 
 def conform(table: pa.Table, columns: list[str] = COLUMNS) -> pa.Table:
@@ -97,48 +85,21 @@ def conform(table: pa.Table, columns: list[str] = COLUMNS) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema([RECORDINGS_SCHEMA.field(n) for n in columns]))
 
 
-def _parquet_files(output_path: str) -> tuple[object, list[str]]:
-    layout = OutputLayout(output_path)
-    fs, folder = filesystem(layout.folder(RECORDINGS))
-    if not fs.exists(folder):
-        raise UsageError(f"no recordings/ folder under {output_path}")
-    return layout.committed_files(RECORDINGS)
-
-
 def read_recordings(output_path: str, run_id: str | None = None, columns: list[str] = COLUMNS) -> pa.Table:
-    """The committed recordings rows of an output folder (only `columns`, conformed), optionally of one run."""
-    fs, paths = _parquet_files(output_path)
-    tables = []
-    for path in paths:
-        with fs.open(path, "rb") as handle:
-            parquet = pq.ParquetFile(handle)
-            present = [c for c in columns if c in parquet.schema_arrow.names]
-            table = conform(parquet.read(columns=present), columns)
-        if run_id is not None:
-            table = table.filter(pc.equal(table["run_id"], run_id))
-        tables.append(table)
-    if not tables:
-        raise UsageError(f"no Parquet files in {OutputLayout(output_path).folder(RECORDINGS)}")
-    table = pa.concat_tables(tables)
-    if run_id is not None and table.num_rows == 0:
-        runs = sorted(set(read_recordings(output_path, None, ["run_id"])["run_id"].to_pylist()) - {None})
-        raise UsageError(f"no rows of run_id={run_id} in {output_path}; runs there: {', '.join(runs) or 'none'}")
+    """The committed recordings rows of an output folder (only `columns`, typed as in the output schema), optionally
+    of one run. ConfigError when there is nothing to read."""
+    store = OutputStore.at(output_path)
+    try:
+        store.check()
+    except NotAnOutput as error:
+        raise ConfigError(str(error)) from None
+    table = store.read_table(RECORDINGS, {name: RECORDINGS_SCHEMA.field(name).type for name in columns})
+    if run_id is not None:
+        table = table.filter(pc.equal(table["run_id"], run_id))
+        if table.num_rows == 0:
+            runs = sorted(set(store.read_table(RECORDINGS, {"run_id": pa.string()})["run_id"].to_pylist()) - {None})
+            raise ConfigError(f"no rows of run_id={run_id} in {output_path}; runs there: {', '.join(runs) or 'none'}")
     return table
-
-
-def read_run_records(output_path: str) -> dict[str, dict]:
-    """`<output_path>/runs/<run_id>.json` by run id ({} when there are none)."""
-    fs, folder = filesystem(OutputLayout(output_path).runs)
-    if not fs.exists(folder):
-        return {}
-    records = {}
-    for path in sorted(fs.ls(folder, detail=False)):
-        name = path.rsplit("/", 1)[-1]
-        if name.endswith(".json") and not name.startswith((".", "_")):
-            with fs.open(path, "r") as handle:
-                record = json.load(handle)
-            records[record.get("run_id") or name[: -len(".json")]] = record
-    return records
 
 
 def write_files(folder: str, files: dict[str, bytes]) -> list[str]:
@@ -300,9 +261,8 @@ def build_report(recordings: pa.Table) -> dict:
     # Row counts and failures by stage.
     errors = [e for e in table["error"].to_pylist() if e]
     # The stage column (outputs before it existed: the message's "<stage>: " prefix).
-    stages = table["error_stage"].to_pylist()
-    by_stage = Counter(stage or error.split(":", 1)[0].strip()
-                       for stage, error in zip(stages, table["error"].to_pylist()) if error)
+    by_stage = Counter(stage for stage, error in zip(error_stage(table).to_pylist(), table["error"].to_pylist())
+                       if error and stage)
     rows = {
         "total": table.num_rows,
         "transcribed": table.num_rows - len(errors),
@@ -526,7 +486,7 @@ def to_json(data: dict) -> bytes:
 def make_report(output_path: str, run_id: str | None = None) -> dict:
     """`build_report` over an output folder, with where the figures came from and the run records."""
     report = build_report(read_recordings(output_path, run_id))
-    records = read_run_records(output_path)
+    records = OutputStore.at(output_path).run_records()
     run_records = {}
     for run in report["runs"]:
         record = records.get(run["run_id"])
@@ -559,14 +519,13 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     try:
-        args = parse_args(args_in, {"output_path": None, "run_id": None, "report_path": None}, ("output_path",))
-        output_path = args["output_path"].rstrip("/")
-        report = make_report(output_path, args["run_id"] or None)
-    except UsageError as error:
+        cfg = load_structured(ReportConfig, args_in, None, example="/data/out")
+        output_path = cfg.output_path.rstrip("/")
+        report = make_report(output_path, cfg.run_id or None)
+    except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    folder = args["report_path"] or (f"{output_path}/report/{args['run_id']}" if args["run_id"]
-                                     else f"{output_path}/report")
+    folder = cfg.report_path or (f"{output_path}/report/{cfg.run_id}" if cfg.run_id else f"{output_path}/report")
     written = write_files(folder, {"report.json": to_json(report), "report.md": render_markdown(report).encode(),
                                    "report.png": render_png(report)})
     all_ = report["all"]

@@ -30,6 +30,9 @@ from omegaconf import MISSING
 from jobs.config import ConfigError, load_structured
 from pipeline.decode import AudioSpec
 from pipeline.graph import ComputeSpec
+from pipeline.locales import yaml_name
+from pipeline.models.base import DTYPES
+from pipeline.options import CHANNEL_MODES
 from pipeline.models.released import MAX_SEGMENT_SECONDS
 from pipeline.segmenter import SegmentPolicy
 from pipeline.settings import setting
@@ -38,8 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "conf" / "transcribe.yaml"
 README = ROOT / "README.md"
 
-DTYPES = ("float32", "bfloat16", "float16")
-CHANNEL_MODES = ("mix", "split")
 ON_SETTINGS_CHANGE = ("refuse", "redo", "keep")
 
 
@@ -123,11 +124,7 @@ def load_spec(overrides: list[str], config_file: str | Path | None = DEFAULT_CON
 
 
 def _normalised(spec: JobSpec) -> JobSpec:
-    # YAML 1.1 reads a bare `no` (Norwegian) as the boolean false, which a str field then holds as 'False'.
-    target = spec.target_lang
-    if target in ("False", "false"):
-        target = "no"
-    return dataclasses.replace(spec, target_lang=target.strip())
+    return dataclasses.replace(spec, target_lang=yaml_name(spec.target_lang).strip())
 
 
 def _finite(name: str, value: float | None, low: float, high: float, *, low_open: bool = False) -> None:
@@ -193,10 +190,6 @@ def get(spec: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         spec = getattr(spec, part)
     return spec
-
-
-def as_dict(spec: JobSpec) -> dict:
-    return dataclasses.asdict(spec)
 
 
 # --- generated documentation ---------------------------------------------------------------------------------------

@@ -39,6 +39,14 @@ def _fan_out(blocks: Iterator[NDArray[np.float32]], channels: int) -> list[Itera
     return [channel(c) for c in range(channels)]
 
 
+def mono(block: NDArray[np.float32], channel: int | None = None) -> NDArray[np.float32]:
+    """One stream of a (C, n) block: the given channel, or the mean of the channels (how a recording is mixed: the
+    transcription and the export of training clips both use this, so a clip holds what the model heard)."""
+    if channel is not None:
+        return block[channel]
+    return block[0] if block.shape[0] == 1 else block.mean(axis=0, dtype=np.float32)
+
+
 def channel_streams(blocks: Iterable[NDArray[np.float32]], channels: int, mode: str,
                     channel: int | None = None) -> list[Stream]:
     """The streams to transcribe from (C, n) float32 blocks of a recording with `channels` channels. A channel the
@@ -51,11 +59,11 @@ def channel_streams(blocks: Iterable[NDArray[np.float32]], channels: int, mode: 
             raise AudioDecodeError(f"channel {channel} requested but the file has {channels} "
                                    f"channel{'s' if channels != 1 else ''}")
         index = int(channel) % channels
-        return [(index, (b[index] for b in blocks))]
+        return [(index, (mono(b, index) for b in blocks))]
     if mode == "split":
         if channels > 1:
             return list(enumerate(_fan_out(blocks, channels)))
         return [(None, (b[0] for b in blocks))]
     if mode == "mix":
-        return [(None, (b.mean(axis=0, dtype=np.float32) if b.shape[0] > 1 else b[0] for b in blocks))]
+        return [(None, (mono(b) for b in blocks))]
     raise ValueError(f"channel_mode must be 'mix' or 'split', got {mode!r}")

@@ -30,6 +30,7 @@ import soundfile as sf
 from connectors.nemo_datasets import CLIPS, TarShard, tar_name, write_bytes
 from connectors.storage import describe_fetch_error, open_file
 from pipeline.audio import AudioDecodeError, stream_audio
+from pipeline.channels import mono
 from pipeline.decode import to_pcm16
 
 AUDIO_MISSING = "audio_missing"
@@ -92,14 +93,8 @@ def cut_spans(blocks: Iterator[np.ndarray], spans: list[Span], rate: int
             a, b = ranges[span.key]
             lo, hi = max(a, position) - position, min(b, position + n) - position
             if hi > lo:
-                part = block[:, lo:hi]
-                if span.channel is not None:
-                    mono = part[span.channel]
-                elif channels == 1:
-                    mono = part[0]
-                else:  # as the transcription mixed: the mean of the channels, block by block
-                    mono = part.mean(axis=0, dtype=np.float32)
-                pieces[span.key].append(np.array(mono, dtype=np.float32))
+                # as the transcription mixed or picked: pipeline.channels.mono, block by block
+                pieces[span.key].append(np.array(mono(block[:, lo:hi], span.channel), dtype=np.float32))
             if b <= position + n:
                 yield span.key, np.concatenate(pieces.pop(span.key)) if b > a else np.zeros(0, np.float32), None
             else:

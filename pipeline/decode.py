@@ -17,15 +17,16 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
+from connectors.audio_source import AudioSource, open_source
 from connectors.redaction import install_redaction
-from connectors.storage import describe_fetch_error, open_file
+from connectors.storage import describe_fetch_error
 from pipeline.audio import AudioDecodeError, stream_audio
 from pipeline.channels import channel_streams
+from pipeline.models.base import PCM_SCALE
 from pipeline.records import DECODED_SCHEMA, to_table, with_error
 from pipeline.segmenter import SegmentPolicy, segment_stream
 from pipeline.settings import setting
 
-PCM_SCALE = 32768.0
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,6 @@ def to_pcm16(samples: np.ndarray) -> bytes:
     return np.clip(np.rint(np.asarray(samples, dtype=np.float32) * PCM_SCALE), -32768, 32767).astype("<i2").tobytes()
 
 
-def from_pcm16(data: bytes) -> np.ndarray:
-    """16-bit PCM bytes back to float32 in [-1, 1)."""
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / PCM_SCALE
-
-
 def decode_recording(row: dict, settings: DecodeSettings) -> dict:
     """One source row in, the same row out with `segments` (each with its 16-bit audio), `duration`, the source's
     rate and channels, `warnings`; or with its error (keeping the segments cut before a failure midway, so a
@@ -69,10 +65,12 @@ def decode_recording(row: dict, settings: DecodeSettings) -> dict:
     row = {**row, "segments": [], "warnings": None, "duration": None}
     if row.get("error"):
         return row
-    url = row["audio_url"]
+    source = AudioSource.from_row(row)
+    row.pop("audio_bytes", None)  # carried from the read task for this decode only
+    url = source.url
     audio, policy = settings.audio, settings.segmenting
     try:
-        handle = open_file(url, max_mb=audio.max_file_mb, timeout=audio.fetch_timeout)
+        handle = open_source(source, max_mb=audio.max_file_mb, timeout=audio.fetch_timeout)
     except Exception as error:  # noqa: BLE001 - every failure becomes this row's error
         return with_error(row, "fetch", describe_fetch_error(error, url))
     report = None

@@ -14,19 +14,17 @@ carries its error to the output.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import ray
 from ray.data import ActorPoolStrategy, Dataset, TaskPoolStrategy
 
+from connectors.inputs import InputSource
 from pipeline.assembly import RunInfo, assemble_block
 from pipeline.decode import DecodeSettings, decode_block
-from pipeline.inference import TranscriptionActor
+from pipeline.inference import InferenceSettings, TranscriptionActor
 from pipeline.settings import setting
 from pipeline.source import SourceSettings, read_blocks
-
-if TYPE_CHECKING:
-    from jobs.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -77,13 +75,13 @@ class ActorPool:
 LIGHT_TASKS = 4
 
 
-def transcription_graph(sources: list[str], is_audio_dir: bool, source: SourceSettings, decode: DecodeSettings,
-                        spec: "JobSpec", run: RunInfo, pool: ActorPool, index_ref: list, ledger) -> Dataset:
-    compute = spec.compute
-    items = ray.data.from_items([{"source": s} for s in sources], override_num_blocks=max(1, len(sources)))
+def transcription_graph(inputs: list[InputSource], source: SourceSettings, decode: DecodeSettings,
+                        inference: InferenceSettings, compute: ComputeSpec, run: RunInfo, pool: ActorPool,
+                        index_ref: list, ledger) -> Dataset:
+    items = ray.data.from_items([{"kind": i.kind, "url": i.url} for i in inputs],
+                                override_num_blocks=max(1, len(inputs)))
     blocks = items.map_batches(
-        read_blocks, fn_kwargs={"settings": source, "is_audio_dir": is_audio_dir, "index_ref": index_ref,
-                                "ledger": ledger},
+        read_blocks, fn_kwargs={"settings": source, "index_ref": index_ref, "ledger": ledger},
         batch_size=1, batch_format="pyarrow", num_cpus=0, compute=TaskPoolStrategy(size=LIGHT_TASKS))
     # A read task's work blocks arrive coalesced into large blocks; one work block per Ray block lets every decode
     # task take one (a streaming split: no shuffle).
@@ -99,7 +97,7 @@ def transcription_graph(sources: list[str], is_audio_dir: bool, source: SourceSe
     resources = {"num_gpus": compute.gpus_per_actor} if pool.use_gpu else {}
     transcribed = decoded.map_batches(
         TranscriptionActor,
-        fn_constructor_kwargs={"spec": spec},
+        fn_constructor_kwargs={"settings": inference},
         batch_format="pyarrow",
         batch_size=None,  # one work block per call: the actor sorts its segments into batches
         # An autoscaling pool: a fixed pool that takes every CPU starves the decode tasks and never finishes.

@@ -13,8 +13,9 @@ and only the model's answers are built row by row.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -22,13 +23,9 @@ import pyarrow.compute as pc
 
 from connectors.model_store import localize
 from connectors.redaction import install_redaction, redact
-from pipeline.decode import PCM_SCALE
 from pipeline.models import adapter_class
-from pipeline.models.base import AudioItem
+from pipeline.models.base import AudioItem, ModelSettings
 from pipeline.records import TRANSCRIBED_SCHEMA, TRANSCRIBED_SEGMENT, WORD_TYPE
-
-if TYPE_CHECKING:
-    from jobs.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +33,32 @@ _CUT_FIELDS = ("segment_index", "channel", "start", "end", "overlap_before")
 
 
 def segment_audio(segments: pa.StructArray) -> list[np.ndarray]:
-    """Each segment's 16-bit samples as float32, read from the Arrow buffers of the `samples` field."""
+    """Each segment's 16-bit samples, as views of the Arrow buffers of the `samples` field (no copy: the adapter
+    converts them to float one batch at a time)."""
     samples = segments.field("samples")
     if isinstance(samples, pa.ChunkedArray):
         samples = samples.combine_chunks()
     offsets = np.frombuffer(samples.buffers()[1], dtype=np.int64)[samples.offset: samples.offset + len(samples) + 1]
     data = samples.buffers()[2]
     pcm = np.frombuffer(data, dtype="<i2") if data is not None else np.zeros(0, dtype="<i2")
-    return [pcm[offsets[i] // 2: offsets[i + 1] // 2].astype(np.float32) / PCM_SCALE for i in range(len(samples))]
+    return [pcm[offsets[i] // 2: offsets[i + 1] // 2] for i in range(len(samples))]
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """What the inference stage takes: which adapter, the model's own settings (resolved by the job), and how long to
+    wait on storage when an object-store checkpoint is copied to this node."""
+
+    adapter: str  # a registered adapter name (pipeline.models.ADAPTERS) or module:Class
+    model: ModelSettings
+    fetch_timeout: float = 60.0
 
 
 class TranscriptionActor:
-    def __init__(self, spec: "JobSpec"):
-        import dataclasses
-
+    def __init__(self, settings: InferenceSettings):
         install_redaction()  # this actor's log records (NeMo's, botocore's) carry no credential
-        local = localize(spec.model_path, timeout=spec.audio.fetch_timeout)
-        self.model = adapter_class(spec.model_adapter)(dataclasses.replace(spec, model_path=local))
+        local = localize(settings.model.model_path, timeout=settings.fetch_timeout)
+        self.model = adapter_class(settings.adapter)(dataclasses.replace(settings.model, model_path=local))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         # A recording that failed midway keeps the segments cut before the failure: they are transcribed too.

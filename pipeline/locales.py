@@ -26,11 +26,18 @@ class UnknownLocale(ValueError):
     """A requested language the checkpoint has no prompt for; the message lists the canonical locales."""
 
 
-def dictionary_key(key: object) -> str:
-    """A prompt-dictionary key as a name: YAML 1.1 turns the key `no` into the boolean False."""
-    if key is False:
+def yaml_name(value: object) -> object:
+    """A language name as written, undoing YAML 1.1's reading of a bare `no` (Norwegian) as the boolean false (which
+    a string field then holds as `False`): the one place that knows this, for dictionary keys, manifests and the
+    job's `target_lang` alike. Anything else is returned as it is."""
+    if value is False or (isinstance(value, str) and value.strip() in ("False", "false")):
         return "no"
-    return str(key)
+    return value
+
+
+def dictionary_key(key: object) -> str:
+    """A prompt-dictionary key as a name."""
+    return str(yaml_name(key))
 
 
 def _folded(name: str) -> str:
@@ -66,13 +73,10 @@ class Locales:
 
     def resolve(self, requested: object) -> str:
         """The canonical locale (or `auto`) for a requested name; `UnknownLocale` if the checkpoint has none."""
-        if requested is False:
-            requested = "no"
+        requested = yaml_name(requested)
         if not isinstance(requested, str):
             raise UnknownLocale(f"target_lang must be a string, got {type(requested).__name__} {requested!r}")
         name = requested.strip()
-        if name in ("False", "false"):
-            name = "no"
         if name in self.indices:
             return self.canonical_of_index[self.indices[name]]
         found = self.folded.get(_folded(name))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from connectors.audio_source import DATA_FIELD
+from connectors.audio_source import FIELDS as AUDIO_SOURCE_FIELDS
 from connectors.storage import redact
 
 ERROR_STAGES = ("manifest", "fetch", "decode", "language", "inference")
@@ -33,7 +35,7 @@ SOURCE_FIELDS = [
     pa.field("manifest", pa.string()),  # the manifest's normalised URL (null for audio_dir)
     pa.field("line", pa.int64()),  # 1-based line number in the manifest
     pa.field("audio_filepath", pa.string()),  # as written in the manifest
-    pa.field("audio_url", pa.string()),  # resolved against the manifest's folder
+    *AUDIO_SOURCE_FIELDS,  # where the audio is (connectors.audio_source): audio_url resolved, a slice, member, row
     pa.field("manifest_duration", pa.float64()),
     pa.field("reference_text", pa.string()),
     pa.field("metadata", pa.string()),  # every other manifest field, as a JSON object
@@ -46,8 +48,10 @@ SOURCE_FIELDS = [
 ]
 SOURCE_SCHEMA = pa.schema(SOURCE_FIELDS)
 
-# What one decode task and one actor call work on: recordings totalling about compute.block_seconds of audio.
-WORK_BLOCK_SCHEMA = pa.schema([pa.field("block", pa.int64()), pa.field("rows", pa.list_(pa.struct(SOURCE_FIELDS)))])
+# What one decode task and one actor call work on: recordings totalling about compute.block_seconds of audio. A row
+# may carry its audio bytes (a tar member, a table cell) to its decode task; decoding drops them.
+WORK_BLOCK_SCHEMA = pa.schema([pa.field("block", pa.int64()),
+                               pa.field("rows", pa.list_(pa.struct(SOURCE_FIELDS + [DATA_FIELD])))])
 
 # What decoding learns about a recording.
 AUDIO_FIELDS = [

@@ -109,10 +109,6 @@ class Segment:
     cut_in_speech: bool  # True when this segment's END is a forced cut (so the next one overlaps it)
     overlap_before: float  # seconds this segment shares with the previous one (0.0 after a pause cut)
 
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
 
 @dataclass(frozen=True)
 class _Plan:

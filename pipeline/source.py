@@ -19,7 +19,8 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from connectors.manifests import ManifestRow, iter_audio_dir, read_manifest
+from connectors.inputs import InputSource, iter_rows
+from connectors.manifests import ManifestRow
 from connectors.redaction import install_redaction
 from connectors.resume import DONE, REPLACE, ResumeIndex, hash_bytes, id_bytes, id_hex
 from pipeline.locales import Locales
@@ -75,13 +76,9 @@ def _checked(rows: list[ManifestRow], index: ResumeIndex | None, stats: ReadStat
     return [r for r, s in zip(rows, status) if s != DONE]
 
 
-def _rows(source: str, is_audio_dir: bool) -> Iterator[ManifestRow]:
-    return iter_audio_dir(source) if is_audio_dir else read_manifest(source)
-
-
-def read_source(source: str, is_audio_dir: bool, settings: SourceSettings, index: ResumeIndex | None,
+def read_source(source: InputSource, settings: SourceSettings, index: ResumeIndex | None,
                 stats: ReadStats) -> Iterator[list[dict]]:
-    """The work blocks of one manifest (or audio folder): lists of resolved source rows."""
+    """The work blocks of one input (a manifest, an audio folder, ...): lists of resolved source rows."""
     seen = bytearray()  # the ids read, 10 bytes each (for orphans), instead of a set of Python strings
     block: list[dict] = []
     weight = 0.0
@@ -103,7 +100,7 @@ def read_source(source: str, is_audio_dir: bool, settings: SourceSettings, index
                 block, weight = [], 0.0
         pending.clear()
 
-    for row in _rows(source, is_audio_dir):
+    for row in iter_rows(source):
         stats.rows += 1
         seen.extend(bytes.fromhex(row.row_id))
         pending.append(row)
@@ -112,25 +109,25 @@ def read_source(source: str, is_audio_dir: bool, settings: SourceSettings, index
     yield from drain()
     if block:
         yield block
-    if index is not None and len(index) and not is_audio_dir:
-        committed = index.ids_of_manifest(source)
+    if index is not None and len(index) and source.manifest is not None:
+        committed = index.ids_of_manifest(source.manifest)
         if len(committed):
             read_ids = np.frombuffer(bytes(seen), dtype=committed.dtype)
             stats.orphans = tuple(id_hex(committed[~np.isin(committed, read_ids)]))
 
 
-def read_blocks(batch: pa.Table, settings: SourceSettings, is_audio_dir: bool, index_ref: list,
-                ledger) -> Iterator[pa.Table]:
-    """Ray `map_batches` UDF: a batch of manifest URLs (or the audio folder) in, work blocks out, one per table."""
+def read_blocks(batch: pa.Table, settings: SourceSettings, index_ref: list, ledger) -> Iterator[pa.Table]:
+    """Ray `map_batches` UDF: a batch of inputs (`kind`, `url`) in, work blocks out, one per table."""
     import ray
 
     install_redaction()  # idempotent: this worker's log records carry no credential
     index = _index(index_ref)
-    for source in batch["source"].to_pylist():
-        stats = ReadStats(source=source)
-        for number, rows in enumerate(read_source(source, is_audio_dir, settings, index, stats)):
+    for kind, url in zip(batch["kind"].to_pylist(), batch["url"].to_pylist()):
+        source = InputSource(kind, url)
+        stats = ReadStats(source=url)
+        for number, rows in enumerate(read_source(source, settings, index, stats)):
             if ledger is not None:  # wait while too much is read but not yet committed (pipeline/ledger.py)
-                ray.get(ledger.admit.remote(source, number, len(rows)))
+                ray.get(ledger.admit.remote(url, number, len(rows)))
             yield pa.Table.from_pylist([{"block": number, "rows": rows}], schema=WORK_BLOCK_SCHEMA)
         if ledger is not None:
             ray.get(ledger.add_read.remote(stats))

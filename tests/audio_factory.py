@@ -35,3 +35,8 @@ def bursts(seconds: float, on: list[tuple[float, float]], sample_rate: int = 160
         a, b = int(start * sample_rate), min(n, int(end * sample_rate))
         x[a:b] += (0.3 * np.sin(2 * np.pi * freq * t[a:b]) + 0.05 * rng.standard_normal(b - a)).astype(np.float32)
     return x
+
+
+def from_pcm16(data: bytes) -> np.ndarray:
+    """16-bit PCM bytes (as segments travel between stages) back to float32 in [-1, 1)."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0

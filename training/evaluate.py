@@ -42,9 +42,7 @@ def evaluate(model_path: str | Path, manifest: str | Path, device: str = "auto",
     import soundfile as sf
 
     from pipeline.language import dominant_language, split_by_language, tags_in
-    from jobs.spec import JobSpec
-    from pipeline.graph import ComputeSpec
-    from pipeline.models.base import AudioItem
+    from pipeline.models.base import AudioItem, ModelSettings
     from pipeline.models.nemo_rnnt import NemotronRNNT
     from pipeline.scoring import corpus_score, score
 
@@ -52,8 +50,8 @@ def evaluate(model_path: str | Path, manifest: str | Path, device: str = "auto",
     entries = read_manifest(manifest)[:limit]
     audio = [sf.read(manifest.parent / e["audio_filepath"], dtype="float32")[0] for e in entries]
     first = tuple(contexts[0])
-    adapter = NemotronRNNT(JobSpec(model_path=str(model_path), output_path="unused", att_context_size=list(first),
-                                   batch_size=batch_size, compute=ComputeSpec(device=device)))
+    adapter = NemotronRNNT(ModelSettings(model_path=str(model_path), att_context_size=first, batch_size=batch_size,
+                                         device=device, threads=1 if device == "cpu" else None))
     single = [i for i, e in enumerate(entries) if e.get("lang", "auto") != "auto"]
     mixed = [i for i, e in enumerate(entries) if e.get("lang", "auto") == "auto"]
     results: dict = {"clips": len(entries), "single_language_clips": len(single), "mixed_clips": len(mixed),

@@ -6,20 +6,25 @@ touches the stages. An adapter class provides:
 
 - `describe(model_path) -> ModelCard` (static): what the job must know before any work starts, from the
   checkpoint's config (no weights);
-- `__init__(spec)`: load the model once, from the job's resolved spec (`jobs.spec.JobSpec`: `model_path`,
-  `att_context_size`, `batch_size`, `timestamps`, `confidence`, `compute.device`, `compute.dtype`, ...);
+- `__init__(settings: ModelSettings)`: load the model once, from its own small settings (never the job's whole
+  configuration: a second engine needs to know nothing of manifests, outputs or clusters);
 - `transcribe(items) -> outputs`: exactly one output per item, in the items' order.
+
+`ModelCard` is the one place that reads what a checkpoint offers; `resolve_att_context_size` is the one place that
+turns a wish into the latency setting that runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol, Sequence
 
 import numpy as np
 
 from pipeline.locales import Locales
+
+PCM_SCALE = 32768.0  # 16-bit PCM full scale
+DTYPES = ("float32", "bfloat16", "float16")  # ModelSettings.dtype
 
 
 @dataclass(frozen=True)
@@ -47,14 +52,51 @@ class ModelCard:
         has no latency budget."""
         return max(self.att_context_sizes, key=lambda c: (c[1], c[0])) if self.att_context_sizes else None
 
+    def resolve_att_context_size(self, wanted) -> tuple[int, int] | None:
+        """The latency setting to run: `wanted` ([left, right]) if the checkpoint offers it, the most accurate one if
+        `wanted` is None. ValueError for one it does not offer (NeMo would only warn and run it anyway)."""
+        if wanted is None:
+            return self.most_accurate_att_context_size
+        pair = (int(wanted[0]), int(wanted[1]))
+        if self.att_context_sizes and pair not in self.att_context_sizes:
+            offered = " ".join(f"[{a},{b}]" for a, b in self.att_context_sizes)
+            raise ValueError(f"att_context_size [{pair[0]},{pair[1]}] is not offered by the checkpoint: {offered}")
+        return pair
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What an adapter needs to load and run its model, resolved by the job (nothing else of the job's settings)."""
+
+    model_path: str  # a local checkpoint file or a pretrained name (object-store paths are copied down first)
+    att_context_size: tuple[int, int] | None = None  # the latency setting to run; None: the checkpoint's most accurate
+    batch_size: int = 16  # items per forward pass
+    max_batch_seconds: float | None = None  # also cap a forward pass at this many padded audio seconds
+    timestamps: bool = False  # word timings (ModelOutput.words)
+    confidence: bool = False  # word confidence
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast)
+    threads: int | None = None  # torch threads on a CPU (None: torch's own choice)
+
 
 @dataclass(frozen=True)
 class AudioItem:
-    """One mono stream to transcribe: float32 samples at the model's rate, and the canonical locale (or `auto`) to
-    condition it on."""
+    """One mono stream to transcribe at the model's rate, and the canonical locale (or `auto`) to condition it on.
+
+    `samples` is float32 in [-1, 1), or 16-bit PCM as it travels between stages: an adapter converts it with
+    `as_float32()` one batch at a time, so a long recording's segments never exist as float copies all at once."""
 
     samples: np.ndarray
     prompt_locale: str = "auto"
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.samples)
+
+    def as_float32(self) -> np.ndarray:
+        if self.samples.dtype == np.int16:
+            return self.samples.astype(np.float32) / PCM_SCALE
+        return np.asarray(self.samples, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -77,10 +119,3 @@ class ModelOutput:
     words: list[WordTiming] = field(default_factory=list)
     confidence: float | None = None
 
-
-class SpeechModel(Protocol):
-    """What an adapter provides. `transcribe` returns exactly one output per item, in the items' order."""
-
-    card: ModelCard
-
-    def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]: ...

@@ -12,21 +12,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from pipeline.batching import plan_batches
 from pipeline.locales import dictionary_key
-from pipeline.models.base import AudioItem, ModelCard, ModelOutput, WordTiming
-
-if TYPE_CHECKING:
-    from jobs.spec import JobSpec
+from pipeline.models.base import DTYPES, AudioItem, ModelCard, ModelOutput, ModelSettings, WordTiming
 
 log = logging.getLogger(__name__)
 
 MIN_CLIP_SECONDS = 1.0  # as NeMo's transcribe(): shorter clips are zero-padded to 1 s
-_DTYPES = {"float32", "bfloat16", "float16"}
 
 
 def _is_checkpoint_file(model_path: str) -> bool:
@@ -119,7 +115,7 @@ class NemotronRNNT:
 
     describe = staticmethod(describe)
 
-    def __init__(self, spec: "JobSpec"):
+    def __init__(self, settings: ModelSettings):
         import torch
         from nemo.collections.asr.models import ASRModel
         from nemo.utils import logging as nemo_logging
@@ -127,47 +123,39 @@ class NemotronRNNT:
 
         nemo_logging.setLevel(logging.WARNING)  # NeMo's INFO lines per restore drown the job's progress
 
-        compute = spec.compute
-        if compute.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {compute.dtype!r}")
-        self.spec = spec
-        self.dtype = compute.dtype
+        if settings.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {settings.dtype!r}")
+        self.settings = settings
+        self.card = describe(settings.model_path)
+        # NeMo runs the list's FIRST entry unless told otherwise ([56,3] for the released checkpoint) and only warns
+        # for one it does not offer: the card resolves (None: the most accurate) and refuses before any loading.
+        att_context_size = self.card.resolve_att_context_size(settings.att_context_size)
+        self.dtype = settings.dtype
         self.device = torch.device(
-            ("cuda" if torch.cuda.is_available() else "cpu") if compute.device == "auto" else compute.device
+            ("cuda" if torch.cuda.is_available() else "cpu") if settings.device == "auto" else settings.device
         )
-        if self.device.type == "cpu":
-            # Ray gives an actor OMP_NUM_THREADS = its CPUs (1 by default); torch follows that unless told.
-            torch.set_num_threads(compute.model_threads or max(1, round(compute.cpus_per_actor)))
-        if _is_checkpoint_file(spec.model_path):
-            model = ASRModel.restore_from(spec.model_path, map_location=self.device)
+        if self.device.type == "cpu" and settings.threads:
+            torch.set_num_threads(settings.threads)
+        if _is_checkpoint_file(settings.model_path):
+            model = ASRModel.restore_from(settings.model_path, map_location=self.device)
         else:
-            model = ASRModel.from_pretrained(spec.model_path, map_location=self.device)
+            model = ASRModel.from_pretrained(settings.model_path, map_location=self.device)
         if not getattr(model, "concat", False):
             raise ValueError(
-                f"{spec.model_path} is a {type(model).__name__} without language prompts; "
+                f"{settings.model_path} is a {type(model).__name__} without language prompts; "
                 "this adapter needs an EncDecRNNTBPEModelWithPrompt (Nemotron 3.5 ASR)"
             )
-        self.card = describe(spec.model_path)
         _release_freed_memory()
-
-        # NeMo runs the list's FIRST entry unless told otherwise ([56,3] for the released checkpoint); unset here
-        # means the most accurate one, as the job resolves it.
-        wanted_context = spec.att_context_size or self.card.most_accurate_att_context_size
-        if wanted_context is not None:
-            wanted = list(wanted_context)
-            offered = [list(c) for c in (model.encoder.att_context_size_all or [])]
-            # NeMo only warns for a value it does not offer; we refuse, the job validated it already.
-            if offered and wanted not in offered:
-                raise ValueError(f"att_context_size {wanted} not offered by the checkpoint: {offered}")
-            model.encoder.set_default_att_context_size(wanted)
+        if att_context_size is not None:
+            model.encoder.set_default_att_context_size(list(att_context_size))
 
         # Keep the tags in the text: the language stage reads them before it strips them. Set on cfg.decoding,
         # because NeMo rebuilds decoding from the config (an attribute set only on the object would be lost).
         with open_dict(model.cfg.decoding):
             model.cfg.decoding.strip_lang_tags = False
-            model.cfg.decoding.compute_timestamps = spec.timestamps
-            model.cfg.decoding.preserve_alignments = spec.timestamps
-            if spec.confidence:
+            model.cfg.decoding.compute_timestamps = settings.timestamps
+            model.cfg.decoding.preserve_alignments = settings.timestamps
+            if settings.confidence:
                 model.cfg.decoding.confidence_cfg = {
                     "preserve_word_confidence": True, "preserve_token_confidence": True, "aggregation": "mean",
                     "exclude_blank": True, "method_cfg": {"name": "max_prob"},
@@ -200,9 +188,9 @@ class NemotronRNNT:
         return self.card.languages.index(locale)
 
     def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
-        durations = [len(it.samples) / self.sample_rate for it in items]
+        durations = [it.num_samples / self.sample_rate for it in items]
         outputs: list[ModelOutput | None] = [None] * len(items)
-        for batch in plan_batches(durations, self.spec.batch_size, self.spec.compute.max_batch_seconds):
+        for batch in plan_batches(durations, self.settings.batch_size, self.settings.max_batch_seconds):
             for i, out in zip(batch, self._run([items[i] for i in batch])):
                 outputs[i] = out
         return outputs  # type: ignore[return-value]
@@ -210,10 +198,10 @@ class NemotronRNNT:
     def _run(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
         torch = self._torch
         min_len = int(MIN_CLIP_SECONDS * self.sample_rate)
-        lengths = [max(len(it.samples), min_len) for it in items]
+        lengths = [max(it.num_samples, min_len) for it in items]
         signal = np.zeros((len(items), max(lengths)), dtype=np.float32)
-        for row, it in enumerate(items):
-            signal[row, : len(it.samples)] = it.samples
+        for row, it in enumerate(items):  # 16-bit audio becomes float here, one batch at a time
+            signal[row, : it.num_samples] = it.as_float32()
         prompts = [self.prompt_index(it.prompt_locale) for it in items]
         with torch.inference_mode(), self._autocast():
             encoded, encoded_len = self.model.forward(
@@ -248,9 +236,9 @@ class NemotronRNNT:
         self._cuda_graphs = False
 
     def _output(self, hyp) -> ModelOutput:
-        confidences = list(hyp.word_confidence or []) if self.spec.confidence else []
+        confidences = list(hyp.word_confidence or []) if self.settings.confidence else []
         words: list[WordTiming] = []
-        if self.spec.timestamps and isinstance(hyp.timestamp, dict):
+        if self.settings.timestamps and isinstance(hyp.timestamp, dict):
             timed = hyp.timestamp.get("word", [])
             # NeMo counts confidence words by splitting the text; they match the timed words for a trained model.
             # Where the counts differ, per-word confidence is left out rather than attached to the wrong word.

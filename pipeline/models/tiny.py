@@ -139,7 +139,7 @@ def model_config(spec: TinyModelSpec, tokenizer_dir: Path) -> dict:
     encoder = {**released.ENCODER, "n_layers": spec.n_layers, "d_model": spec.d_model, "n_heads": spec.n_heads,
                "subsampling_conv_channels": spec.subsampling_conv_channels,
                "att_context_size": [list(c) for c in spec.att_context_sizes],
-               # Inference-only models: no dropout (the trainer in pipeline.models.training sets its own).
+               # Inference-only models: no dropout (the demo model's trainer, training/recipe.py, sets its own).
                "dropout": 0.0, "dropout_pre_encoder": 0.0, "dropout_emb": 0.0, "dropout_att": 0.0}
     return {
         "sample_rate": released.SAMPLE_RATE,

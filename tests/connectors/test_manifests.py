@@ -10,7 +10,18 @@ import random
 import pyarrow as pa
 import pytest
 
-from connectors.manifests import MAX_LINE_BYTES, iter_manifest, list_audio, manifest_urls, parse_manifest
+from connectors.audio_source import AudioSource
+from connectors.manifests import MAX_LINE_BYTES, ManifestRow, iter_audio_dir, iter_manifest, manifest_urls
+
+
+def parse_manifest(manifest: str, data: bytes) -> list[dict]:
+    """`iter_manifest` over bytes: every non-blank line as a row dict."""
+    return [r.as_dict() for r in iter_manifest(manifest, io.BytesIO(data))]
+
+
+def list_audio(audio_dir: str) -> list[dict]:
+    """Every audio file under `audio_dir`, as row dicts, sorted by URL."""
+    return sorted((r.as_dict() for r in iter_audio_dir(audio_dir)), key=lambda r: r["audio_url"])
 from pipeline.locales import Locales
 from pipeline.models.released import PROMPT_DICTIONARY
 from pipeline.options import JobDefaults, source_row
@@ -304,9 +315,9 @@ DEFAULTS = JobDefaults(target_lang="auto", channel_mode="mix")
 
 
 def _resolved(row: dict) -> dict:
-    from connectors.manifests import ManifestRow
-
-    return source_row(ManifestRow(**row), DEFAULTS, LOCALES)
+    fields = {k: v for k, v in row.items() if k in ManifestRow.__dataclass_fields__}
+    audio = AudioSource.from_row(row) if row.get("audio_url") else None
+    return source_row(ManifestRow(**fields, audio=audio), DEFAULTS, LOCALES)
 
 
 def _random_value(rng: random.Random, depth: int = 0):

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.parquet_sink import CommitPolicy, TranscriptCommitter, clean_uncommitted, write_parquet
-from connectors.layout import OutputLayout
+from connectors.output_store import OutputStore
 from pipeline.records import ASSEMBLED_SCHEMA, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, to_table
 
 RUN_ID = "20260101T000000Z-abc123"
@@ -26,7 +26,7 @@ NAME = re.compile(rf"^part-{RUN_ID}-\d{{6}}\.parquet$")
 
 def committed_row_ids(output: str) -> set[str]:
     """The row ids in the committed recordings files (hidden and temporary names are not committed)."""
-    fs, paths = OutputLayout(output).committed_files()
+    fs, paths = OutputStore.at(output).committed_files()
     ids: set[str] = set()
     for path in paths:
         with fs.open(path, "rb") as handle:
@@ -37,7 +37,7 @@ def committed_row_ids(output: str) -> set[str]:
 def commit(dataset, output: str, rows_per_file: int = 10_000, commit_seconds: float = 300.0,
            pause: float = 0.0, run_id: str = RUN_ID) -> TranscriptCommitter:
     """Commit a dataset's blocks as the job's driver does (`pause`: seconds between blocks, ticking the clock)."""
-    committer = TranscriptCommitter(output, run_id, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA,
+    committer = TranscriptCommitter(OutputStore.at(output), run_id, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA,
                                     CommitPolicy(rows_per_file=rows_per_file, commit_seconds=commit_seconds))
     for bundle in dataset.iter_internal_ref_bundles():
         committer.add(bundle)
@@ -198,7 +198,7 @@ def test_sink_local(ray_session, tmp_path) -> None:
     assert [(t["speaker"], t["text"]) for t in turns] == [("agent", "hello"), ("customer", "hi"), ("agent", "bye")]
 
     assert committed_row_ids(str(out)) == {r["row_id"] for r in ROWS}
-    assert clean_uncommitted(str(out)) == []  # a finished write leaves nothing to clean
+    assert clean_uncommitted(OutputStore.at(str(out))) == []  # a finished write leaves nothing to clean
 
 
 def test_sink_all_failed_rows_write_an_empty_segments_file(ray_session, tmp_path) -> None:
@@ -243,7 +243,7 @@ def test_sink_s3(ray_session, s3fs_client, bucket) -> None:
     _check_tables(pa.concat_tables(recordings.values()), pa.concat_tables(segments.values()))
 
     assert committed_row_ids(out) == {r["row_id"] for r in ROWS}
-    assert clean_uncommitted(out) == []
+    assert clean_uncommitted(OutputStore.at(out)) == []
 
 
 # --- write_parquet, clean_uncommitted, committed_row_ids ------------------------------------------------------------
@@ -271,19 +271,19 @@ def test_clean_uncommitted_local(tmp_path) -> None:
     (out / "segments" / ".x.parquet.tmp").write_bytes(b"half a file")
     (out / "recordings" / ".y.parquet.tmp").write_bytes(b"half a file")
 
-    deleted = clean_uncommitted(str(out))
+    deleted = clean_uncommitted(OutputStore.at(str(out)))
     assert sorted(deleted) == sorted([f"{out}/segments/p2.parquet", f"{out}/segments/.x.parquet.tmp",
                                       f"{out}/recordings/.y.parquet.tmp"])
     assert os.listdir(out / "segments") == ["p1.parquet"]
     assert os.listdir(out / "recordings") == ["p1.parquet"]
-    assert clean_uncommitted(str(out)) == []  # nothing left to do
+    assert clean_uncommitted(OutputStore.at(str(out))) == []  # nothing left to do
     assert committed_row_ids(str(out)) == {"a", "b"}
 
 
 def test_committed_row_ids_local(tmp_path) -> None:
     out = tmp_path / "out"
     assert committed_row_ids(str(out)) == set()  # no output yet
-    assert clean_uncommitted(str(out)) == []
+    assert clean_uncommitted(OutputStore.at(str(out))) == []
     write_parquet(_ids("a", "b"), str(out / "recordings"), "p1.parquet")
     write_parquet(_ids("c"), str(out / "recordings"), "p2.parquet")
     write_parquet(_ids("z"), str(out / "segments"), "p3.parquet")  # segments alone commit nothing
@@ -301,7 +301,7 @@ def test_clean_uncommitted_and_committed_row_ids_s3(s3fs_client, bucket) -> None
     write_parquet(_ids("c"), f"{out}/segments", "p2.parquet")
     s3fs_client.pipe(f"{bucket}/out/segments/.x.parquet.tmp", b"half a file")
 
-    deleted = clean_uncommitted(out)
+    deleted = clean_uncommitted(OutputStore.at(out))
     assert sorted(deleted) == [f"{bucket}/out/segments/.x.parquet.tmp", f"{bucket}/out/segments/p2.parquet"]
     assert [k.rsplit("/", 1)[1] for k in s3fs_client.ls(f"{bucket}/out/segments", refresh=True)] == ["p1.parquet"]
     assert [k.rsplit("/", 1)[1] for k in s3fs_client.ls(f"{bucket}/out/recordings", refresh=True)] == ["p1.parquet"]

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 
 from connectors.lease import Lease, LeaseRecord, _write, read_lease
+from connectors.output_store import OutputStore
 from jobs.transcribe import main, plan, run
 from tests.jobs.jobs_helpers import clips, duplicate_segments, recordings_counts, write_manifest
 
@@ -126,23 +127,23 @@ def test_an_edited_audio_path_leaves_no_orphan(ray_session, job, tmp_path):
 def test_a_second_job_refuses_while_the_first_holds_the_output(ray_session, job, capsys):
     job["out"].mkdir()
     holder = LeaseRecord(run_id="20260101T000000Z-other", host="another-host", pid=1, renewed=time.time())
-    _write(str(job["out"]), holder)
+    _write(OutputStore.at(str(job["out"])), holder)
     code = main(job["args"])
     err = capsys.readouterr().err
     assert code == 2
     assert "output_path is in use by run 20260101T000000Z-other (host another-host, pid 1" in err
     assert not (job["out"] / "recordings").exists()  # nothing of the holder's was touched, nothing written
-    assert read_lease(str(job["out"])) == holder
+    assert read_lease(OutputStore.at(str(job["out"]))) == holder
 
 
 def test_a_lease_left_by_a_dead_job_is_taken_over(ray_session, job):
     job["out"].mkdir()
     # Expired (another host, renewed long ago) and dead (this host, no such process): both are taken over.
-    _write(str(job["out"]), LeaseRecord("20260101T000000Z-gone", "another-host", 1, time.time() - 10_000))
+    _write(OutputStore.at(str(job["out"])), LeaseRecord("20260101T000000Z-gone", "another-host", 1, time.time() - 10_000))
     assert run(plan(job["args"] + ["output.lease_seconds=60"])).rows == 4
-    assert read_lease(str(job["out"])) is None  # released at the end
+    assert read_lease(OutputStore.at(str(job["out"]))) is None  # released at the end
     dead_pid = _dead_pid()
-    _write(str(job["out"]), LeaseRecord("20260101T000000Z-dead", socket.gethostname(), dead_pid, time.time()))
+    _write(OutputStore.at(str(job["out"])), LeaseRecord("20260101T000000Z-dead", socket.gethostname(), dead_pid, time.time()))
     assert run(plan(job["args"])).skipped_rows == 4
 
 
@@ -159,8 +160,8 @@ def _dead_pid() -> int:
 
 
 def test_lease_is_renewed_while_held_and_refuses_a_second_holder(tmp_path):
-    out = str(tmp_path / "out")
-    os.makedirs(out)
+    os.makedirs(tmp_path / "out")
+    out = OutputStore.at(str(tmp_path / "out"))
     first = Lease(out, "run-a", lease_seconds=8)
     first.acquire()
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from omegaconf import OmegaConf
 from jobs import spec as spec_module
 from jobs.config import ConfigError
 from jobs.spec import DEFAULT_CONFIG, README, REMOVED, RENAMED, JobSpec, entries, load_spec
-from jobs.transcribe import check_inputs, check_model
+from jobs.plan import check_inputs, check_model
 from pipeline.models.base import ModelCard
 from pipeline.models.released import MAX_SEGMENT_SECONDS, PROMPT_DICTIONARY
 
@@ -208,12 +207,16 @@ def test_norwegian_no_survives_yaml(tmp_path) -> None:
 # --- check_inputs -------------------------------------------------------------------------------------------------
 
 
+def urls_of(spec) -> list[str]:
+    return [source.url for source in check_inputs(spec)]
+
+
 def test_check_inputs_manifests_normalised_each_once(tmp_path) -> None:
     (tmp_path / "a.jsonl").write_text('{"audio_filepath": "a.wav"}\n')
     (tmp_path / "b.jsonl").write_text('{"audio_filepath": "b.wav"}\n')
     spec = load_spec([f"output_path={tmp_path}/out/run",
                       f"dataset_manifest={tmp_path}/*.jsonl,{tmp_path}/x/../a.jsonl,{tmp_path}/a.jsonl"])
-    assert check_inputs(spec) == [f"{tmp_path}/a.jsonl", f"{tmp_path}/b.jsonl"]
+    assert urls_of(spec) == [f"{tmp_path}/a.jsonl", f"{tmp_path}/b.jsonl"]
     assert (tmp_path / "out" / "run").is_dir()  # a local output folder is created up front
 
 
@@ -235,7 +238,7 @@ def test_check_inputs_audio_dir(tmp_path) -> None:
     (tmp_path / "audio").mkdir()
     (tmp_path / "audio" / "a.wav").write_bytes(b"x")
     (tmp_path / "file.wav").write_bytes(b"x")
-    assert check_inputs(load_spec([f"output_path={tmp_path}/out", f"audio_dir={tmp_path}/audio"])) == [
+    assert urls_of(load_spec([f"output_path={tmp_path}/out", f"audio_dir={tmp_path}/audio"])) == [
         f"{tmp_path}/audio"]
     for bad in (tmp_path / "file.wav", tmp_path / "missing"):
         spec = load_spec([f"output_path={tmp_path}/out", f"audio_dir={bad}"])
@@ -260,7 +263,7 @@ def test_check_inputs_s3_manifest_and_a_missing_bucket_is_never_created(s3fs_cli
     s3fs_client.pipe(f"{bucket}/m/1.jsonl", b'{"audio_filepath": "a.wav"}\n')
     s3fs_client.pipe(f"{bucket}/m/2.jsonl", b"")
     spec = load_spec([f"output_path=s3://{bucket}/out", f"dataset_manifest=s3://{bucket}/m/1.jsonl"])
-    assert check_inputs(spec) == [f"s3://{bucket}/m/1.jsonl"]
+    assert urls_of(spec) == [f"s3://{bucket}/m/1.jsonl"]
     spec = load_spec([f"output_path={tmp_path}/out", f"dataset_manifest=s3://{bucket}/m/*.jsonl"])
     with pytest.raises(ConfigError, match=f"manifest s3://{bucket}/m/2.jsonl is empty"):
         check_inputs(spec)

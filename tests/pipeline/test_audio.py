@@ -422,7 +422,8 @@ def test_invalid_arguments() -> None:
 
 
 def test_pcm16_round_trip_is_within_half_a_step_and_clips_at_full_scale() -> None:
-    from pipeline.decode import from_pcm16, to_pcm16
+    from pipeline.decode import to_pcm16
+    from tests.audio_factory import from_pcm16
 
     x = np.clip(np.random.default_rng(2).standard_normal(12_345).astype(np.float32) * 0.3, -0.99, 0.99)
     data = to_pcm16(x)
@@ -437,7 +438,8 @@ def test_pcm16_round_trip_is_within_half_a_step_and_clips_at_full_scale() -> Non
 
 
 def test_decoded_16_bit_stream_round_trips_through_pcm16_exactly(stereo_wav: DecodedAudio) -> None:
-    from pipeline.decode import from_pcm16, to_pcm16
+    from pipeline.decode import to_pcm16
+    from tests.audio_factory import from_pcm16
 
     for stream in select_channels(stereo_wav, "split"):  # resampled 16-bit audio: within half a step
         np.testing.assert_allclose(from_pcm16(to_pcm16(stream)), stream, atol=0.5 / 32768)

@@ -13,7 +13,8 @@ from connectors.storage import FileTooLarge
 from pipeline.audio import AudioDecodeError
 from pipeline.channels import _fan_out, channel_streams
 from connectors.storage import describe_fetch_error
-from pipeline.decode import AudioSpec, DecodeSettings, decode_block, decode_recording, from_pcm16
+from pipeline.decode import AudioSpec, DecodeSettings, decode_block, decode_recording
+from tests.audio_factory import from_pcm16
 from pipeline.records import DECODED_SCHEMA, SOURCE_SCHEMA, WORK_BLOCK_SCHEMA
 from pipeline.segmenter import SegmentPolicy
 from tests.audio_factory import bursts, tone, write_tone

@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline.models import released
-from jobs.spec import JobSpec
-from pipeline.graph import ComputeSpec
 from pipeline.locales import Locales
-from pipeline.models.base import AudioItem
+from pipeline.models.base import AudioItem, ModelSettings
 from pipeline.models.nemo_rnnt import NemotronRNNT, describe
 from pipeline.models.tiny import TinyModelSpec, build_checkpoint, build_model, model_config
 from tests.audio_factory import write_tone
@@ -122,9 +120,8 @@ def test_model_config_follows_the_spec_lists() -> None:
 # --- no code assumes a latency list or its order --------------------------------------------------------------------
 
 
-def _spec(path: Path, att_context_size) -> JobSpec:
-    return JobSpec(model_path=str(path), output_path="unused", att_context_size=list(att_context_size),
-                   compute=ComputeSpec(device="cpu"))
+def _spec(path: Path, att_context_size) -> ModelSettings:
+    return ModelSettings(model_path=str(path), att_context_size=tuple(att_context_size), device="cpu", threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +147,8 @@ def test_card_and_adapter_follow_the_checkpoint_list(sizes, tiny_model, other_mo
 
 def test_adapter_refusal_lists_the_checkpoint_order(other_models) -> None:
     sizes = OTHER_LISTS[1]
-    offered = ", ".join(f"[{a}, {b}]" for a, b in sizes)
-    with pytest.raises(ValueError, match=re.escape(f"not offered by the checkpoint: [{offered}]")):
+    offered = " ".join(f"[{a},{b}]" for a, b in sizes)
+    with pytest.raises(ValueError, match=re.escape(f"is not offered by the checkpoint: {offered}")):
         NemotronRNNT(_spec(other_models[sizes], (56, 13)))
 
 

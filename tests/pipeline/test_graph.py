@@ -3,10 +3,12 @@ between the actors and the output is a shuffle (no barrier)."""
 
 from __future__ import annotations
 
-from jobs.spec import JobSpec
+from connectors.inputs import InputSource
 from pipeline.assembly import RunInfo
 from pipeline.decode import DecodeSettings
-from pipeline.graph import ActorPool, transcription_graph
+from pipeline.graph import ActorPool, ComputeSpec, transcription_graph
+from pipeline.inference import InferenceSettings
+from pipeline.models.base import ModelSettings
 from pipeline.locales import Locales
 from pipeline.options import JobDefaults
 from pipeline.source import SourceSettings
@@ -16,9 +18,10 @@ def test_decode_is_not_fused_into_the_actor_and_nothing_is_a_shuffle(ray_session
     manifest = tmp_path / "m.jsonl"
     manifest.write_text('{"audio_filepath": "a.wav"}\n')
     source = SourceSettings(JobDefaults("auto", "mix"), Locales.from_dictionary({"auto": 101}), 600.0, 16)
-    spec = JobSpec(model_path=str(tiny_model), output_path=str(tmp_path / "out"))
-    ds = transcription_graph([str(manifest)], False, source, DecodeSettings(), spec, RunInfo("r", "m", None),
-                             ActorPool(use_gpu=False, min_actors=1, max_actors=1), [], None)
+    inference = InferenceSettings(adapter="nemotron_rnnt", model=ModelSettings(model_path=str(tiny_model)))
+    ds = transcription_graph([InputSource("manifest", str(manifest))], source, DecodeSettings(), inference,
+                             ComputeSpec(), RunInfo("r", "m", None), ActorPool(use_gpu=False, min_actors=1, max_actors=1),
+                             [], None)
     ds.explain()
     plan = capsys.readouterr().out
     physical = plan.split("Physical Plan (Optimized)")[1]

@@ -7,10 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs.spec import JobSpec
 from pipeline.decode import to_pcm16
-from pipeline.inference import TranscriptionActor, segment_audio
-from pipeline.models.base import ModelOutput, WordTiming
+from pipeline.inference import InferenceSettings, TranscriptionActor, segment_audio
+from pipeline.models.base import AudioItem, ModelOutput, ModelSettings, WordTiming
 from pipeline.records import DECODED_SCHEMA, SOURCE_SCHEMA, TRANSCRIBED_SCHEMA, to_table
 
 CALLS: list[list] = []
@@ -29,7 +28,7 @@ class EchoAdapter:
 
     def transcribe(self, items):
         CALLS.append(items)
-        if any(len(it.samples) == 8000 for it in items):
+        if any(it.num_samples == 8000 for it in items):
             if len(items) > 1:
                 raise RuntimeError("a batch with the bad clip")
             raise RuntimeError("this clip breaks the model")
@@ -52,8 +51,8 @@ def _recording(row_id: str, locale: str, lengths: list[int], error: str | None =
 def actor(monkeypatch) -> TranscriptionActor:
     monkeypatch.setattr("pipeline.inference.localize", lambda path, timeout=None: path)
     CALLS.clear()
-    return TranscriptionActor(JobSpec(model_path="/m", model_adapter="tests.pipeline.test_inference:EchoAdapter",
-                                      output_path="/o"))
+    return TranscriptionActor(InferenceSettings(adapter="tests.pipeline.test_inference:EchoAdapter",
+                                                model=ModelSettings(model_path="/m")))
 
 
 def test_one_call_per_block_answers_in_their_recordings(actor) -> None:
@@ -86,4 +85,5 @@ def test_segment_audio_reads_the_buffers_of_a_sliced_array() -> None:
         got = segment_audio(struct.slice(start))
         assert [len(g) for g in got] == [len(c) for c in clips[start:]]
         for g, c in zip(got, clips[start:]):
-            np.testing.assert_allclose(g, c, atol=1 / 32768)
+            assert g.dtype == np.int16  # views of the block's buffer: the adapter converts one batch at a time
+            np.testing.assert_allclose(AudioItem(g).as_float32(), c, atol=1 / 32768)

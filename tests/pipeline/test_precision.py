@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.spec import JobSpec
-from pipeline.graph import ComputeSpec
 from pipeline.language import tags_in
 from pipeline.locales import Locales
-from pipeline.models.base import AudioItem
+from pipeline.models.base import AudioItem, ModelSettings
 from pipeline.models.nemo_rnnt import NemotronRNNT
 
 FORCED = ["de-DE", "ja-JP", "en-US", "pt", "nb"]  # locales and aliases, each its own prompt index
@@ -30,9 +28,8 @@ def _items() -> list[AudioItem]:
 
 @pytest.fixture(scope="module")
 def adapters(tiny_model) -> dict[str, NemotronRNNT]:
-    def spec(dtype: str) -> JobSpec:
-        return JobSpec(model_path=str(tiny_model), output_path="unused", batch_size=8,
-                       compute=ComputeSpec(device="cpu", dtype=dtype))
+    def spec(dtype: str) -> ModelSettings:
+        return ModelSettings(model_path=str(tiny_model), batch_size=8, device="cpu", dtype=dtype, threads=1)
 
     return {dtype: NemotronRNNT(spec(dtype)) for dtype in ("float32", "bfloat16")}
 

@@ -137,7 +137,7 @@ def test_split_check_catches_a_leaked_sentence_and_a_leaked_voice(synth_dir, tmp
 
 @needs_espeak
 def test_manifests_parse_with_the_project_connector(synth_dir) -> None:
-    from connectors.manifests import parse_manifest
+    from tests.connectors.test_manifests import parse_manifest
 
     for split in synth_speech.SPLITS:
         path = synth_dir / f"{split}_manifest.json"
@@ -491,9 +491,7 @@ def test_config_file_matches_the_dataclass() -> None:
 
 def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_set, tmp_path) -> None:
     from training import train_demo_model
-    from jobs.spec import JobSpec
-    from pipeline.graph import ComputeSpec
-    from pipeline.models.base import AudioItem
+    from pipeline.models.base import AudioItem, ModelSettings
     from pipeline.models.nemo_rnnt import NemotronRNNT
     from pipeline.models.released import PROMPT_DICTIONARY
 
@@ -513,8 +511,7 @@ def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_s
     nemo = tmp_path / "work" / "demo.nemo"
     assert metrics["model"]["nemo_mb"] < 20 and nemo.stat().st_size < 20e6
 
-    adapter = NemotronRNNT(JobSpec(model_path=str(nemo), output_path="unused", att_context_size=[56, 0],
-                                   compute=ComputeSpec(device="cpu")))
+    adapter = NemotronRNNT(ModelSettings(model_path=str(nemo), att_context_size=(56, 0), device="cpu", threads=1))
     assert adapter.card.prompt_dictionary == PROMPT_DICTIONARY
     assert adapter.card.att_context_sizes == ((56, 3), (56, 0), (56, 6), (56, 13))
     audio, _ = sf.read(tone_set / "audio" / "0.flac", dtype="float32")
