@@ -4,6 +4,7 @@
     <output_path>/segments/part-<run_id>-<seq>.parquet     one row per segment; same name as its recordings partner
     <output_path>/runs/<run_id>.json                       each run's settings and summary
     <output_path>/_lease.json                              the running job's lease (see connectors.lease)
+    <output_path>/_nemotron_batch.json                     the marker: this folder is a transcription output
 
 Names sort in commit order: `run_id` starts with the run's UTC start time and `seq` counts a run's commits, so of two
 files holding the same row the later name is the newer row. Hidden names (leading `.` or `_`) are files being
@@ -15,6 +16,7 @@ lease) take a layout, so that the store can own them without an import cycle.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import fsspec
@@ -25,6 +27,17 @@ RECORDINGS = "recordings"
 SEGMENTS = "segments"
 RUNS = "runs"
 TABLES = (RECORDINGS, SEGMENTS)
+
+
+MARKER = "_nemotron_batch.json"
+# What a job writes: part-<run_id>-<seq>.parquet, and the same under a hidden temporary name while it is written.
+_FILE = re.compile(r"^\.?part-(?P<run_id>\d{8}T\d{6}Z-[0-9a-f]{6})-\d{6}\.parquet(?:\.tmp)?$")
+
+
+def run_of(name: str) -> str | None:
+    """The run that wrote a file of this name, if the name is one a job writes (else None: not ours)."""
+    match = _FILE.match(name)
+    return match.group("run_id") if match else None
 
 
 def is_hidden(name: str) -> bool:
@@ -53,6 +66,10 @@ class OutputLayout:
     @property
     def runs(self) -> str:
         return self.folder(RUNS)
+
+    @property
+    def marker_path(self) -> str:
+        return f"{self.url}/{MARKER}"
 
     @property
     def lease_path(self) -> str:

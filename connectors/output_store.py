@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors import lease, parquet_sink, resume
-from connectors.layout import RECORDINGS, RUNS, SEGMENTS, TABLES, OutputLayout, is_data_file, is_hidden
+from connectors.layout import MARKER, RECORDINGS, RUNS, SEGMENTS, TABLES, OutputLayout, is_data_file, is_hidden
 from connectors.storage import filesystem, with_retries
 
 __all__ = ["OutputStore", "NotAnOutput", "RECORDINGS", "SEGMENTS", "RUNS", "TABLES", "is_data_file", "is_hidden"]
@@ -25,7 +25,42 @@ class NotAnOutput(ValueError):
     """The folder is not a transcription output (no committed recordings files)."""
 
 
+class NotOurs(ValueError):
+    """A job was pointed at a non-empty folder that is not a transcription output: it refuses to touch it."""
+
+
+# What an output folder of ours may hold besides the marker (an output written before the marker existed holds only
+# these, and runs/ has our run records).
+_OUR_ENTRIES = {RECORDINGS, SEGMENTS, RUNS, "report", "compare", "_lease.json", MARKER}
+
+
 class OutputStore(OutputLayout):
+    # --- claiming ---------------------------------------------------------------------------------------------
+
+    def claim(self, run_id: str) -> None:
+        """Make sure the folder is ours before anything is written or cleaned: a new or empty folder gets the marker
+        (written first); a folder with the marker is ours; an output written before the marker existed (nothing but
+        our tables and our run records) is adopted. Any other non-empty folder raises NotOurs: the job never writes
+        into, or deletes from, a folder it did not make."""
+        fs, path = filesystem(self.url)
+        fs.invalidate_cache(path)
+        entries = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)] if fs.exists(path) else []
+        if MARKER in entries:
+            return
+        others = set(entries) - {"_lease.json"}  # a lease alone: a job of ours started here and was killed
+        if others and not (others <= _OUR_ENTRIES and self._has_our_run_records()):
+            shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
+            raise NotOurs(f"output_path {self.url} is not empty and is not a transcription output (no {MARKER}; it "
+                          f"holds {shown}): the job never writes into or deletes from a folder it did not make. "
+                          f"Use a new or empty folder")
+        data = json.dumps({"tool": "nemotron-batch", "first_run": run_id}).encode()
+        fs.makedirs(path, exist_ok=True)
+        _, marker = filesystem(self.marker_path)
+        with_retries(lambda: fs.pipe_file(marker, data))
+
+    def _has_our_run_records(self) -> bool:
+        return any("transcript_settings" in record for record in self.run_records().values())
+
     # --- reading -----------------------------------------------------------------------------------------------
 
     def check(self) -> None:
@@ -97,7 +132,7 @@ class OutputStore(OutputLayout):
         return parquet_sink.TranscriptCommitter(self, run_id, recordings_schema, segments_schema, policy)
 
     def clean_uncommitted(self) -> list[str]:
-        return parquet_sink.clean_uncommitted(self)
+        return parquet_sink.clean_uncommitted(self, runs=set(self.run_records()))
 
     def resume_index(self, *, retry_failed: bool = True, redo_runs: frozenset[str] = frozenset()):
         return resume.build_index(self, retry_failed=retry_failed, redo_runs=redo_runs)

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from connectors.layout import RECORDINGS, SEGMENTS, TABLES, OutputLayout, is_hidden
+from connectors.layout import RECORDINGS, SEGMENTS, TABLES, OutputLayout, is_hidden, run_of
 from connectors.storage import filesystem, with_retries
 
 
@@ -179,14 +179,17 @@ class TranscriptCommitter:
             self.collect(block=True)
 
 
-def clean_uncommitted(store: OutputLayout) -> list[str]:
-    """Delete what a crashed run left behind: hidden temporary files, and segments files with no recordings partner.
+def clean_uncommitted(store: OutputLayout, runs: set[str]) -> list[str]:
+    """Delete what a crashed run left behind: hidden temporary files, and segments files with no recordings partner;
+    only files it can prove a job wrote (named as a job names them, by one of `runs`, the runs with a record here).
     Returns the deleted paths. Safe only while no other job writes to the same output (hold its lease)."""
     _, _, committed = store.listing(RECORDINGS)
     deleted = []
     for table in TABLES:
         fs, folder, names = store.listing(table)
         for name in names:
+            if run_of(name) not in runs:
+                continue  # not a name we write, or a run that left no record: not provably ours
             temporary = is_hidden(name) and name.endswith(".tmp")
             orphan = table == SEGMENTS and name.endswith(".parquet") and not is_hidden(name) and name not in committed
             if temporary or orphan:

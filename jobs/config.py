@@ -45,7 +45,7 @@ def run_command(work: Callable[[], Any]) -> int:
         print(f"error: {redact(str(error))}", file=sys.stderr)
         return 2
     print("\n".join(summary.lines()))
-    return 0
+    return getattr(summary, "exit_code", 0)
 
 
 def field_names(schema: type) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.inputs import InputError, InputSource, find_inputs
-from connectors.model_store import localize
+from connectors.model_store import fingerprint, localize
 from connectors.output_store import OutputStore
 from connectors.storage import ensure_output_folder, redact
 from jobs.config import ConfigError
@@ -29,6 +29,7 @@ class Plan:
     card: ModelCard
     model: ModelSettings  # att_context_size resolved: the one that runs
     prompt_locale: str  # the job's target_lang as a canonical locale (or auto)
+    model_fingerprint: str  # the checkpoint's content (a file replaced under the same path is another model)
 
     @property
     def att_context_size(self) -> list[int] | None:
@@ -40,6 +41,7 @@ class Plan:
         values = {key: get(self.spec, key) for key in TRANSCRIPT_SETTINGS}
         values["att_context_size"] = self.att_context_size
         values["target_lang"] = self.prompt_locale
+        values["model_fingerprint"] = self.model_fingerprint
         return values
 
 
@@ -80,9 +82,10 @@ def plan(overrides: list[str]) -> Plan:
     inputs = check_inputs(spec)
     try:
         card = adapter_class(spec.model_adapter).describe(localize(spec.model_path))
+        content = fingerprint(spec.model_path)
     except Exception as error:  # noqa: BLE001 - a checkpoint we cannot read is a config fault
         raise ConfigError(f"cannot read the checkpoint {redact(spec.model_path)!r}: {type(error).__name__}: "
                           f"{redact(str(error))}") from None
     att, locale = check_model(spec, card)
     return Plan(spec=spec, inputs=inputs, store=OutputStore.at(spec.output_path), card=card,
-                model=model_settings(spec, att), prompt_locale=locale)
+                model=model_settings(spec, att), prompt_locale=locale, model_fingerprint=content)

@@ -50,7 +50,8 @@ def changed_settings(p: Plan, records: dict[str, dict], present: set[str]) -> di
         then = (records.get(run_id) or {}).get("transcript_settings")
         if then is None:
             continue  # a run without a record (or from before records had them): nothing to compare
-        diff = {k: (then.get(k), v) for k, v in now.items() if then.get(k) != v}
+        # A setting a record does not have (a run from before it was recorded) is not compared.
+        diff = {k: (then.get(k), v) for k, v in now.items() if k in then and then[k] != v}
         if diff:
             changed[run_id] = diff
     return changed

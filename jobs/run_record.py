@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from connectors.storage import redact
 from jobs.plan import Plan
 
-RUNNING, FINISHED = "running", "finished"
+RUNNING, FINISHED, STOPPED = "running", "finished", "stopped"
 
 
 def new_run_id() -> str:
@@ -32,6 +32,8 @@ class RunSummary:
     wall_seconds: float = 0.0
     files: int = 0
     errors_by_stage: dict[str, int] = field(default_factory=dict)
+    stopped_by: str | None = None  # the signal that stopped the run early (SIGTERM, SIGINT)
+    exit_code: int = 0  # of the job's process: 0, or 128 + the signal's number
 
     @property
     def audio_seconds_per_second(self) -> float:
@@ -49,7 +51,8 @@ class RunSummary:
             f"wall time   {self.wall_seconds:.1f} s",
             f"throughput  {self.audio_seconds_per_second:.1f} audio seconds per second",
             f"files       {self.files} pair(s) of Parquet files (recordings/ + segments/)",
-        ]
+        ] + ([f"stopped     by {self.stopped_by} before the end: what was finished is committed; run the same "
+              f"command again to do the rest"] if self.stopped_by else [])
 
 
 def _clean(value):

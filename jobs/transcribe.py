@@ -15,19 +15,22 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import time
 from collections import Counter
 
 from connectors.lease import LeaseHeld
+from connectors.output_store import NotOurs
 from connectors.storage import redact
 from jobs.cluster import actor_pool, connect_ray
 from jobs.config import ConfigError, run_command
 from jobs.plan import Plan, plan
 from jobs.progress import Progress
 from jobs.reruns import remove_stale, resume_state, tidy
-from jobs.run_record import FINISHED, RUNNING, RunSummary, new_run_id, write_run_record
+from jobs.run_record import FINISHED, RUNNING, STOPPED, RunSummary, new_run_id, write_run_record
+from jobs.stopping import StopRequest
 from jobs.spec import render_help
 from pipeline.assembly import RunInfo
 from pipeline.decode import DecodeSettings
@@ -51,9 +54,10 @@ def run(p: Plan) -> RunSummary:
     run_id = new_run_id()
     lease = p.store.lease(run_id, p.spec.output.lease_seconds)
     try:
+        p.store.claim(run_id)  # never touch a folder that is not ours (before the lease file is written)
         lease.acquire()
-    except LeaseHeld as held:
-        raise ConfigError(str(held)) from None
+    except (LeaseHeld, NotOurs) as refused:
+        raise ConfigError(str(refused)) from None
     except OSError as error:  # a read-only folder, a denied bucket: the user's to fix, before any work
         raise ConfigError(f"cannot write to output_path {redact(p.store.url)}: {type(error).__name__}: "
                           f"{redact(str(error))}") from None
@@ -79,7 +83,11 @@ def _run(p: Plan, run_id: str) -> RunSummary:
     summary.removed_rows += remove_stale(p.store, resume.stale)
     write_run_record(p, summary, RUNNING)
 
-    committer, totals = _stream(p, run_id, resume.index_refs)
+    stop = StopRequest().install()
+    try:
+        committer, totals = _stream(p, run_id, resume.index_refs, stop)
+    finally:
+        stop.restore()
     stages: Counter[str] = Counter()
     for written in committer.written:
         summary.rows += written.rows
@@ -90,6 +98,11 @@ def _run(p: Plan, run_id: str) -> RunSummary:
         stages.update(written.errors_by_stage)
     summary.errors_by_stage = dict(stages)
     summary.skipped_rows, summary.replaced_rows = totals.done, totals.replaced
+    if stop.requested:  # committed what was finished; the books cannot balance, a rerun does the rest
+        summary.stopped_by, summary.exit_code = signal.Signals(stop.signum).name, stop.exit_code
+        summary.wall_seconds = time.monotonic() - started
+        write_run_record(p, summary, STOPPED)
+        return summary
     if summary.rows != totals.to_do:  # the promise: every input row in the output exactly once
         raise RuntimeError(f"wrote {summary.rows} row(s) for {totals.to_do} input row(s) to do")
     summary.removed_rows += tidy(p.store, totals)
@@ -125,7 +138,7 @@ def _iterate(ds, out: queue.Queue) -> None:
         out.put(error)
 
 
-def _stream(p: Plan, run_id: str, index_refs: list):
+def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest):
     """Run the graph; commit finished blocks by rows or age; print progress. Returns the committer and the books."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -139,7 +152,7 @@ def _stream(p: Plan, run_id: str, index_refs: list):
     bundles: queue.Queue = queue.Queue()
     threading.Thread(target=_iterate, args=(ds, bundles), name="dataset-feeder", daemon=True).start()
     reported = 0  # commits told to the ledger (it paces reading by them)
-    while True:
+    while not stop.requested:
         try:
             item = bundles.get(timeout=1.0)
         except queue.Empty:

@@ -37,6 +37,7 @@ class RunInfo:
     model: str
     att_context_size: tuple[int, int] | None
     keep_raw_text: bool = False
+    model_fingerprint: str | None = None  # the checkpoint's content (connectors.model_store.fingerprint)
     channel_names: tuple[str, ...] = ()
 
     def speaker(self, channel: int | None) -> str | None:
@@ -45,7 +46,7 @@ class RunInfo:
         return self.channel_names[channel] if channel < len(self.channel_names) else f"channel_{channel}"
 
     def columns(self) -> dict:
-        return {"model": self.model, "run_id": self.run_id,
+        return {"model": self.model, "model_fingerprint": self.model_fingerprint, "run_id": self.run_id,
                 "att_context_size": list(self.att_context_size) if self.att_context_size else None}
 
 

@@ -98,6 +98,7 @@ TRANSCRIBED_SCHEMA = pa.schema(SOURCE_FIELDS + AUDIO_FIELDS + [pa.field("segment
 
 RUN_FIELDS = [
     pa.field("model", pa.string()),
+    pa.field("model_fingerprint", pa.string()),  # the checkpoint's content: a file replaced under one path differs
     pa.field("att_context_size", pa.list_(pa.int32())),
     pa.field("run_id", pa.string()),
 ]

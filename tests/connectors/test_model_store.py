@@ -127,3 +127,35 @@ def test_localize_from_a_server_that_never_answers_times_out(s3_endpoint, cache,
         with pytest.raises(storage.FetchTimeout, match=r"^timed out after 0.3 s waiting for 127.0.0.1:\d+ to answer: "):
             localize(f"{server.url}/models/m.nemo", timeout=0.3)
     assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+
+
+# --- a checkpoint's identity is its content ---------------------------------------------------------------------
+
+
+def test_fingerprint_follows_the_content_not_the_path(tmp_path, s3fs_client, bucket, cache) -> None:
+    from connectors.model_store import fingerprint
+
+    ckpt = tmp_path / "m.nemo"
+    ckpt.write_bytes(b"a" * 1000)
+    first = fingerprint(str(ckpt))
+    assert first.startswith("blake2b:") and first.endswith(":1000")
+    assert fingerprint(str(ckpt)) == first
+    ckpt.write_bytes(b"b" * 1000)  # replaced in place, same size
+    assert fingerprint(str(ckpt)) != first
+    assert fingerprint("nvidia/nemotron-3.5-asr-streaming-0.6b") == "name:nvidia/nemotron-3.5-asr-streaming-0.6b"
+
+    url = f"s3://{bucket}/models/m.nemo"
+    s3fs_client.pipe(url, b"a" * 1000)
+    remote_first = fingerprint(url)
+    assert remote_first.startswith("etag:") and remote_first.endswith(":1000") and "None" not in remote_first
+    s3fs_client.pipe(url, b"b" * 1000)
+    assert fingerprint(url) != remote_first
+
+
+def test_a_checkpoint_replaced_in_the_store_with_the_same_size_is_copied_again(s3fs_client, bucket, cache) -> None:
+    url = f"s3://{bucket}/models/same-size.nemo"
+    s3fs_client.pipe(url, b"a" * 2048)
+    local = localize(url)
+    assert Path(local).read_bytes() == b"a" * 2048
+    s3fs_client.pipe(url, b"b" * 2048)
+    assert Path(localize(url)).read_bytes() == b"b" * 2048

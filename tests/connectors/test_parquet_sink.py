@@ -198,7 +198,7 @@ def test_sink_local(ray_session, tmp_path) -> None:
     assert [(t["speaker"], t["text"]) for t in turns] == [("agent", "hello"), ("customer", "hi"), ("agent", "bye")]
 
     assert committed_row_ids(str(out)) == {r["row_id"] for r in ROWS}
-    assert clean_uncommitted(OutputStore.at(str(out))) == []  # a finished write leaves nothing to clean
+    assert clean_uncommitted(OutputStore.at(str(out)), runs={RUN_ID}) == []  # a finished write leaves nothing to clean
 
 
 def test_sink_all_failed_rows_write_an_empty_segments_file(ray_session, tmp_path) -> None:
@@ -243,7 +243,7 @@ def test_sink_s3(ray_session, s3fs_client, bucket) -> None:
     _check_tables(pa.concat_tables(recordings.values()), pa.concat_tables(segments.values()))
 
     assert committed_row_ids(out) == {r["row_id"] for r in ROWS}
-    assert clean_uncommitted(OutputStore.at(out)) == []
+    assert clean_uncommitted(OutputStore.at(out), runs={RUN_ID}) == []
 
 
 # --- write_parquet, clean_uncommitted, committed_row_ids ------------------------------------------------------------
@@ -263,27 +263,36 @@ def test_write_parquet_local_leaves_no_temporary(tmp_path) -> None:
     assert pq.read_table(folder / "part-1.parquet")["row_id"].to_pylist() == ["c"]
 
 
+def _part(seq: int, run_id: str = RUN_ID) -> str:
+    return OutputStore.file_name(run_id, seq)
+
+
 def test_clean_uncommitted_local(tmp_path) -> None:
     out = tmp_path / "out"
-    write_parquet(_ids("a", "b"), str(out / "segments"), "p1.parquet")
-    write_parquet(_ids("a", "b"), str(out / "recordings"), "p1.parquet")  # a committed pair
-    write_parquet(_ids("c"), str(out / "segments"), "p2.parquet")  # a task died before its commit
-    (out / "segments" / ".x.parquet.tmp").write_bytes(b"half a file")
-    (out / "recordings" / ".y.parquet.tmp").write_bytes(b"half a file")
+    write_parquet(_ids("a", "b"), str(out / "segments"), _part(1))
+    write_parquet(_ids("a", "b"), str(out / "recordings"), _part(1))  # a committed pair
+    write_parquet(_ids("c"), str(out / "segments"), _part(2))  # a task died before its commit
+    (out / "segments" / f".{_part(3)}.tmp").write_bytes(b"half a file")
+    (out / "recordings" / f".{_part(4)}.tmp").write_bytes(b"half a file")
+    # Not provably ours: a user's file, a file of a run with no record here, a hidden file of another tool.
+    write_parquet(_ids("u"), str(out / "segments"), "mine.parquet")
+    write_parquet(_ids("v"), str(out / "segments"), _part(5, "20250101T000000Z-ffffff"))
+    (out / "segments" / ".other.parquet.tmp").write_bytes(b"someone else's")
 
-    deleted = clean_uncommitted(OutputStore.at(str(out)))
-    assert sorted(deleted) == sorted([f"{out}/segments/p2.parquet", f"{out}/segments/.x.parquet.tmp",
-                                      f"{out}/recordings/.y.parquet.tmp"])
-    assert os.listdir(out / "segments") == ["p1.parquet"]
-    assert os.listdir(out / "recordings") == ["p1.parquet"]
-    assert clean_uncommitted(OutputStore.at(str(out))) == []  # nothing left to do
+    deleted = clean_uncommitted(OutputStore.at(str(out)), runs={RUN_ID})
+    assert sorted(deleted) == sorted([f"{out}/segments/{_part(2)}", f"{out}/segments/.{_part(3)}.tmp",
+                                      f"{out}/recordings/.{_part(4)}.tmp"])
+    assert sorted(os.listdir(out / "segments")) == sorted([_part(1), "mine.parquet", _part(5, "20250101T000000Z-ffffff"),
+                                                           ".other.parquet.tmp"])
+    assert os.listdir(out / "recordings") == [_part(1)]
+    assert clean_uncommitted(OutputStore.at(str(out)), runs={RUN_ID}) == []  # nothing left to do
     assert committed_row_ids(str(out)) == {"a", "b"}
 
 
 def test_committed_row_ids_local(tmp_path) -> None:
     out = tmp_path / "out"
     assert committed_row_ids(str(out)) == set()  # no output yet
-    assert clean_uncommitted(OutputStore.at(str(out))) == []
+    assert clean_uncommitted(OutputStore.at(str(out)), runs={RUN_ID}) == []
     write_parquet(_ids("a", "b"), str(out / "recordings"), "p1.parquet")
     write_parquet(_ids("c"), str(out / "recordings"), "p2.parquet")
     write_parquet(_ids("z"), str(out / "segments"), "p3.parquet")  # segments alone commit nothing
@@ -296,15 +305,15 @@ def test_committed_row_ids_local(tmp_path) -> None:
 def test_clean_uncommitted_and_committed_row_ids_s3(s3fs_client, bucket) -> None:
     out = f"s3://{bucket}/out"
     assert committed_row_ids(out) == set()
-    write_parquet(_ids("a", "b"), f"{out}/segments", "p1.parquet")
-    write_parquet(_ids("a", "b"), f"{out}/recordings", "p1.parquet")
-    write_parquet(_ids("c"), f"{out}/segments", "p2.parquet")
-    s3fs_client.pipe(f"{bucket}/out/segments/.x.parquet.tmp", b"half a file")
+    write_parquet(_ids("a", "b"), f"{out}/segments", _part(1))
+    write_parquet(_ids("a", "b"), f"{out}/recordings", _part(1))
+    write_parquet(_ids("c"), f"{out}/segments", _part(2))
+    s3fs_client.pipe(f"{bucket}/out/segments/.{_part(3)}.tmp", b"half a file")
 
-    deleted = clean_uncommitted(OutputStore.at(out))
-    assert sorted(deleted) == [f"{bucket}/out/segments/.x.parquet.tmp", f"{bucket}/out/segments/p2.parquet"]
-    assert [k.rsplit("/", 1)[1] for k in s3fs_client.ls(f"{bucket}/out/segments", refresh=True)] == ["p1.parquet"]
-    assert [k.rsplit("/", 1)[1] for k in s3fs_client.ls(f"{bucket}/out/recordings", refresh=True)] == ["p1.parquet"]
+    deleted = clean_uncommitted(OutputStore.at(out), runs={RUN_ID})
+    assert sorted(deleted) == [f"{bucket}/out/segments/.{_part(3)}.tmp", f"{bucket}/out/segments/{_part(2)}"]
+    assert [k.rsplit("/", 1)[1] for k in s3fs_client.ls(f"{bucket}/out/segments", refresh=True)] == [_part(1)]
+    assert [k.rsplit("/", 1)[1] for k in s3fs_client.ls(f"{bucket}/out/recordings", refresh=True)] == [_part(1)]
     assert committed_row_ids(out) == {"a", "b"}
 
 

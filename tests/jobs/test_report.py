@@ -259,7 +259,8 @@ def test_cli_errors(tmp_path, capsys):
     out = write_output(tmp_path / "out", ROWS)
     assert main([f"output_path={out}", "run_id=nope"]) == 2
     err = capsys.readouterr().err
-    assert "unknown key 'colour'" in err and "output_path is required" in err and "no recordings/" in err
+    assert "unknown configuration key 'colour'" in err and "output_path is required" in err
+    assert f"{tmp_path / 'nothing'} is not a transcription output" in err
     assert "runs there: 20261121T000000Z-aaaaaa" in err
 
 

@@ -185,3 +185,23 @@ def test_run_records_say_running_then_finished(ray_session, job):
     assert record["transcript_settings"]["att_context_size"] == [56, 13]
     assert record["transcript_settings"]["target_lang"] == "auto"
 
+
+
+def test_a_checkpoint_replaced_under_the_same_path_is_another_model(ray_session, job, tmp_path, capsys):
+    from pipeline.models.tiny import TinyModelSpec, build_checkpoint
+
+    model = tmp_path / "model.nemo"
+    build_checkpoint(model, TinyModelSpec(seed=1))
+    args = [a for a in job["args"] if not a.startswith("model_path=")] + [f"model_path={model}"]
+    first = run(plan(args))
+    fingerprints = {r["model_fingerprint"] for r in _rows(job["out"]).values()}
+    assert len(fingerprints) == 1 and fingerprints.pop().startswith("blake2b:")
+    build_checkpoint(model, TinyModelSpec(seed=2))  # a new .nemo copied over the old one
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "model_fingerprint=" in err and "resume.on_settings_change=redo" in err
+    assert {r["run_id"] for r in _rows(job["out"]).values()} == {first.run_id}  # nothing touched
+    redone = run(plan(args + ["resume.on_settings_change=redo"]))
+    assert redone.replaced_rows == 4
+    _once(job["out"], 4)
+    assert len({r["model_fingerprint"] for r in _rows(job["out"]).values()}) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
+from connectors.audio_source import AudioSource
 from connectors.manifests import ManifestRow
 from pipeline.locales import Locales, UnknownLocale, dictionary_key
 from pipeline.models.released import AUTO_PROMPT_INDEX, PROMPT_DICTIONARY
@@ -65,7 +66,7 @@ def test_the_first_locale_form_of_an_index_is_canonical_and_other_lists_work() -
 
 def _row(**fields) -> ManifestRow:
     return ManifestRow(row_id="r" * 20, source_hash="h" * 12, manifest="/m.jsonl", line=1, audio_filepath="a.wav",
-                       audio_url="/a.wav", **fields)
+                       audio=AudioSource("/a.wav"), **fields)
 
 
 def test_a_rows_own_options_win_and_are_resolved_once() -> None:
