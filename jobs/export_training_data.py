@@ -47,6 +47,7 @@ from connectors.storage import filesystem, is_url, redact
 from connectors.transcripts import (RECORDINGS, SEGMENTS, NotAnOutput, check_output, known_language, read_table)
 from jobs.cluster import connect_ray
 from jobs.config import ConfigError, load_structured, run_command
+from jobs.console import split_verbose
 from pipeline import pseudo_labels as labels
 from pipeline.cutting import CODECS, FORMATS, CutSettings, export_batch
 
@@ -471,12 +472,12 @@ def run(cfg: ExportConfig) -> ExportSummary:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args, verbose = split_verbose(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         print("Keys (conf/export_training_data.yaml):", ", ".join(ExportConfig.__dataclass_fields__))
         return 0
-    return run_command(lambda: run(load_config(args)))
+    return run_command(lambda: run(load_config(args)), job="export", verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python -m jobs.transcribe dataset_manifest=s3://bucket/calls/*.jsonl output_path=s3://bucket/out target_lang=auto
     ray job submit --working-dir . -- python -m jobs.transcribe ...     # the same module on a cluster
     python -m jobs.transcribe --help                                     # every key, its default and its meaning
+    python -m jobs.transcribe --verbose ...                              # other libraries' messages on the console too
 
 The whole configuration is parsed and checked (keys, types, ranges, manifests, output folder, checkpoint locales and
 latency settings, settings of earlier runs into the same output) before any work starts; a bad one ends with one
@@ -32,6 +33,7 @@ from connectors.model_store import localize
 from connectors.parquet_sink import TranscriptCommitter, clean_uncommitted
 from connectors.resume import build_index, remove_rows
 from connectors.storage import ensure_output_folder, expand, filesystem, redact
+from jobs import console
 from jobs.cluster import connect_ray
 from jobs.config import ConfigError, run_command
 from jobs.progress import Progress
@@ -275,7 +277,8 @@ def _run(p: Plan, run_id: str) -> RunSummary:
     if removed:
         log.info("removed %d file(s) left uncommitted by an earlier run", len(removed))
     connect_ray(spec.compute.ray_address)
-    if not sys.stderr.isatty():  # Ray's operator table every few seconds drowns a log; our progress line is one line
+    # Ray's operator table every few seconds drowns a log and a quiet console; our progress line is one line.
+    if not (sys.stderr.isatty() and console.verbose()):
         ray.data.DataContext.get_current().enable_progress_bars = False
 
     index_task = ray.remote(num_cpus=0, num_returns=3)(_index_task)
@@ -442,7 +445,7 @@ def write_run_record(p: Plan, run_id: str, summary: RunSummary, status: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args, verbose = console.split_verbose(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         print("Keys (defaults: conf/transcribe.yaml; override with key=value):")
@@ -455,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                  p.spec.att_context_size, len(p.card.locales))
         return run(p)
 
-    return run_command(work)
+    return run_command(work, job="transcribe", verbose=verbose)
 
 
 if __name__ == "__main__":
