@@ -109,7 +109,8 @@ class RunLog:
             self._redirect_native_stderr()
         root = logging.getLogger()
         level = root.level
-        root.setLevel(logging.INFO)
+        if level > logging.INFO:  # (a root already at DEBUG, or NOTSET: everything, stays so)
+            root.setLevel(logging.INFO)
         self._undo.append(lambda: root.setLevel(level))
         formatter = logging.Formatter(FORMAT)
         to_file = logging.StreamHandler(self.file)
