@@ -2,7 +2,8 @@
 
 No address: `RAY_ADDRESS` if set (`ray job submit` sets it), otherwise an embedded local Ray. The embedded one starts
 without a dashboard (it costs seconds at start), with redaction installed in every worker's logging from its start,
-and with a watcher (`jobs/reaper.py`) that stops it if the driver is killed. On a cluster the stages install
+and with a watcher (`jobs/reaper.py`) that stops it if the driver is killed. Ray's log records and what its workers
+print (log_to_driver) go through the running job's log (jobs/console.py). On a cluster the stages install
 redaction themselves: a runtime_env passed here would be merged with the submission's own.
 """
 
@@ -15,12 +16,16 @@ import os
 def connect_ray(address: str | None) -> None:
     import ray
 
+    from jobs.console import route_ray_output
+
     if ray.is_initialized():
+        route_ray_output()
         return
     embedded = not address and not os.environ.get("RAY_ADDRESS")
     extra = {"include_dashboard": False,
              "runtime_env": {"worker_process_setup_hook": "connectors.redaction.install_redaction"}} if embedded else {}
     ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING, **extra)
+    route_ray_output()
     if embedded:
         from jobs import reaper
 

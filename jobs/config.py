@@ -29,21 +29,24 @@ class ConfigError(ValueError):
     """A configuration the job cannot run with: one message, exit code 2."""
 
 
-def run_command(work: Callable[[], Any]) -> int:
-    """The common end of a job's `main`: timestamped log lines with credentials redacted (every record of this process,
-    whoever makes it), an embedded Ray that asks for no token, `work()` run; a `ConfigError` is one `error: ...` line
-    (credentials redacted) and exit code 2, a summary its `lines()` and 0."""
+def run_command(work: Callable[[], Any], *, job: str = "job", verbose: bool = False) -> int:
+    """The common end of a job's `main`: the run's log file and a quiet console (jobs/console.py: the job's own
+    timestamped lines on the terminal, other libraries' messages in the log, all of it with `verbose`), credentials
+    redacted in every record of this process whoever makes it, an embedded Ray that asks for no token, `work()` run;
+    a `ConfigError` is one `error: ...` line (credentials redacted) and exit code 2, a summary its `lines()` and 0.
+    Any other failure prints its traceback and the log's path, and is raised."""
     from connectors.redaction import install_redaction
     from connectors.storage import redact
+    from jobs.console import RunLog
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     install_redaction()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    try:
-        summary = work()
-    except ConfigError as error:
-        print(f"error: {redact(str(error))}", file=sys.stderr)
-        return 2
+    with RunLog(job, verbose):
+        try:
+            summary = work()
+        except ConfigError as error:
+            print(f"error: {redact(str(error))}", file=sys.stderr)
+            return 2
     print("\n".join(summary.lines()))
     return getattr(summary, "exit_code", 0)
 

@@ -48,6 +48,7 @@ from connectors.output_store import RECORDINGS, SEGMENTS, NotAnOutput, OutputSto
 from connectors.transcripts import known_language
 from jobs.cluster import connect_ray
 from jobs.config import ConfigError, load_structured, run_command
+from jobs.console import split_verbose
 from pipeline import pseudo_labels as labels
 from pipeline.cutting import CODECS, FORMATS, CutSettings, export_batch
 
@@ -473,12 +474,12 @@ def run(cfg: ExportConfig) -> ExportSummary:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args, verbose = split_verbose(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         print("Keys (conf/export_training_data.yaml):", ", ".join(ExportConfig.__dataclass_fields__))
         return 0
-    return run_command(lambda: run(load_config(args)))
+    return run_command(lambda: run(load_config(args)), job="export", verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     progress  4,200 of 20,000 rows committed (21.0%) | 4.61 h audio | 812.3 audio-s/s | 3 failed | ETA 0:05:58
 
 Rows are counted when committed (so the line never runs ahead of what a rerun would find done); the total is known
-once every manifest has been read, and shown as `of >= N` until then. In a terminal Ray's own bars stay on as well.
+once every manifest has been read, and shown as `of >= N` until then. With --verbose in a terminal Ray Data's own bars
+show as well.
 """
 
 from __future__ import annotations

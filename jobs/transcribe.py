@@ -3,6 +3,7 @@
     python -m jobs.transcribe dataset_manifest=s3://bucket/calls/*.jsonl output_path=s3://bucket/out target_lang=auto
     ray job submit --working-dir . -- python -m jobs.transcribe ...     # the same module on a cluster
     python -m jobs.transcribe --help                                     # every key, its default and its meaning
+    python -m jobs.transcribe --verbose ...                              # other libraries' messages on the console too
 
 The whole configuration is parsed and checked (keys, types, ranges, manifests, output folder, checkpoint locales and
 latency settings, settings of earlier runs into the same output) before any work starts; a bad one ends with one
@@ -24,6 +25,7 @@ from collections import Counter
 from connectors.lease import LeaseHeld
 from connectors.output_store import NotOurs
 from connectors.storage import redact
+from jobs import console
 from jobs.cluster import actor_pool, connect_ray
 from jobs.config import ConfigError, run_command
 from jobs.plan import Plan, plan
@@ -75,7 +77,8 @@ def _run(p: Plan, run_id: str) -> RunSummary:
     if removed:
         log.info("removed %d file(s) left uncommitted by an earlier run", len(removed))
     connect_ray(p.spec.compute.ray_address)
-    if not sys.stderr.isatty():  # Ray's operator table every few seconds drowns a log; our progress line is one line
+    # Ray's operator table every few seconds drowns a log and a quiet console; our progress line is one line.
+    if not (sys.stderr.isatty() and console.verbose()):
         ray.data.DataContext.get_current().enable_progress_bars = False
 
     resume = resume_state(p)  # may refuse (settings changed): before anything is written
@@ -187,7 +190,7 @@ def progress_line(progress: Progress, committer, totals: LedgerTotals) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args, verbose = console.split_verbose(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         print("Keys (defaults: conf/transcribe.yaml; override with key=value):")
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                  p.att_context_size, len(p.card.locales))
         return run(p)
 
-    return run_command(work)
+    return run_command(work, job="transcribe", verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def run_logs(tmp_path_factory):
+    """Every job run in-process writes its log (jobs/console.py) under the session's temporary folder."""
+    os.environ["NEMOTRON_BATCH_LOG_DIR"] = str(tmp_path_factory.mktemp("run-logs"))
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 protocol server (moto) on loopback; the environment points every S3 client at it."""
