@@ -30,9 +30,9 @@ class InputSource:
     url: str  # normalised (manifests) or as given (folders)
 
     @property
-    def manifest(self) -> str | None:
-        """The manifest its rows belong to (their `manifest` column and identity); None for a bare folder."""
-        return self.url if self.kind == MANIFEST else None
+    def manifest(self) -> str:
+        """What its rows name as where they came from (their `manifest` column): the manifest, or the folder."""
+        return self.url
 
 
 ROW_READERS: dict[str, Callable[[str], Iterator[ManifestRow]]] = {
@@ -61,7 +61,7 @@ def find_inputs(dataset_manifest: str | None, audio_dir: str | None) -> list[Inp
         raise InputError(f"audio_dir {redact(audio_dir)!r} is not a folder")
     if next(iter_audio_dir(audio_dir), None) is None:
         raise InputError(f"audio_dir {redact(audio_dir)} has no audio files: nothing to transcribe")
-    return [InputSource(AUDIO_DIR, audio_dir)]
+    return [InputSource(AUDIO_DIR, audio_dir.rstrip("/"))]
 
 
 def _has_content(url: str) -> bool:

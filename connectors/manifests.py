@@ -233,8 +233,11 @@ def iter_audio_dir(audio_dir: str) -> Iterator[ManifestRow]:
         for name in sorted(files):
             if name.lower().endswith(AUDIO_EXTENSIONS):
                 url = unstrip(fs, f"{folder.rstrip('/')}/{name}")
+                # The identity is the file alone (as it always was); `manifest` names the folder, so that a file
+                # renamed or removed under it is found as an orphan of that folder on a rerun.
                 yield ManifestRow(row_id=digest("", url, "None", "None"), source_hash=digest(url, size=6),
-                                  manifest=None, line=None, audio_filepath=url, audio=AudioSource(url))
+                                  manifest=audio_dir.rstrip("/"), line=None, audio_filepath=url,
+                                  audio=AudioSource(url))
 
 
 def manifest_urls(urls: Iterable[str]) -> list[str]:

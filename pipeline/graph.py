@@ -24,7 +24,7 @@ from pipeline.assembly import RunInfo, assemble_block
 from pipeline.decode import DecodeSettings, decode_block
 from pipeline.inference import InferenceSettings, TranscriptionActor
 from pipeline.settings import setting
-from pipeline.source import SourceSettings, read_blocks
+from pipeline.source import SourceSettings, input_groups, read_blocks
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ LIGHT_TASKS = 4
 def transcription_graph(inputs: list[InputSource], source: SourceSettings, decode: DecodeSettings,
                         inference: InferenceSettings, compute: ComputeSpec, run: RunInfo, pool: ActorPool,
                         index_ref: list, ledger) -> Dataset:
-    items = ray.data.from_items([{"kind": i.kind, "url": i.url} for i in inputs],
-                                override_num_blocks=max(1, len(inputs)))
+    groups = input_groups(inputs)
+    items = ray.data.from_items(groups, override_num_blocks=max(1, len(groups)))
     blocks = items.map_batches(
         read_blocks, fn_kwargs={"settings": source, "index_ref": index_ref, "ledger": ledger},
         batch_size=1, batch_format="pyarrow", num_cpus=0, compute=TaskPoolStrategy(size=LIGHT_TASKS))

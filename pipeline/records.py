@@ -32,7 +32,7 @@ ERROR_FIELDS = [
 SOURCE_FIELDS = [
     pa.field("row_id", pa.string(), nullable=False),  # identity: manifest + audio + channel choice (see manifests)
     pa.field("source_hash", pa.string()),  # the line's content: an edited line replaces its earlier row
-    pa.field("manifest", pa.string()),  # the manifest's normalised URL (null for audio_dir)
+    pa.field("manifest", pa.string()),  # the manifest's normalised URL, or the audio_dir folder
     pa.field("line", pa.int64()),  # 1-based line number in the manifest
     pa.field("audio_filepath", pa.string()),  # as written in the manifest
     *AUDIO_SOURCE_FIELDS,  # where the audio is (connectors.audio_source): audio_url resolved, a slice, member, row

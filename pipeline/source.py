@@ -14,7 +14,7 @@ and the final accounting; the driver never sees the rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -76,28 +76,21 @@ def _checked(rows: list[ManifestRow], index: ResumeIndex | None, stats: ReadStat
     return [r for r, s in zip(rows, status) if s != DONE]
 
 
-def read_source(source: InputSource, settings: SourceSettings, index: ResumeIndex | None,
-                stats: ReadStats) -> Iterator[list[dict]]:
-    """The work blocks of one input (a manifest, an audio folder, ...): lists of resolved source rows."""
+def read_rows(source: InputSource, settings: SourceSettings, index: ResumeIndex | None,
+              stats: ReadStats) -> Iterator[dict]:
+    """The rows of one input (a manifest, an audio folder, ...) still to do, resolved; counts what it skips, and at
+    the end the ids the output holds for this input that it no longer has (orphans)."""
     seen = bytearray()  # the ids read, 10 bytes each (for orphans), instead of a set of Python strings
-    block: list[dict] = []
-    weight = 0.0
     pending: list[ManifestRow] = []
 
-    def drain() -> Iterator[list[dict]]:
-        nonlocal block, weight
+    def drain() -> Iterator[dict]:
         for row in _checked(pending, index, stats):
             resolved = source_row(row, settings.defaults, settings.locales)
             if resolved["error"]:
                 stats.failed += 1
-            duration = row.manifest_duration
-            if duration is not None and not resolved["error"]:
-                stats.declared_seconds += duration
-            block.append(resolved)
-            weight += duration if duration is not None else UNKNOWN_DURATION_SECONDS
-            if weight >= settings.block_seconds or len(block) >= settings.block_rows:
-                yield block
-                block, weight = [], 0.0
+            elif row.manifest_duration is not None:
+                stats.declared_seconds += row.manifest_duration
+            yield resolved
         pending.clear()
 
     for row in iter_rows(source):
@@ -107,27 +100,61 @@ def read_source(source: InputSource, settings: SourceSettings, index: ResumeInde
         if len(pending) >= _CHECK_EVERY:
             yield from drain()
     yield from drain()
-    if block:
-        yield block
-    if index is not None and len(index) and source.manifest is not None:
+    if index is not None and len(index):
         committed = index.ids_of_manifest(source.manifest)
         if len(committed):
             read_ids = np.frombuffer(bytes(seen), dtype=committed.dtype)
             stats.orphans = tuple(id_hex(committed[~np.isin(committed, read_ids)]))
 
 
+def cut_blocks(rows: Iterable[dict], settings: SourceSettings) -> Iterator[list[dict]]:
+    """Rows into work blocks of about `block_seconds` of audio (by the manifest's duration), `block_rows` at most.
+    The rows may come from many inputs: a block spans them, so a thousand one-line manifests make full blocks, not a
+    thousand nearly empty ones."""
+    block: list[dict] = []
+    weight = 0.0
+    for row in rows:
+        block.append(row)
+        duration = row.get("manifest_duration")
+        weight += duration if duration is not None else UNKNOWN_DURATION_SECONDS
+        if weight >= settings.block_seconds or len(block) >= settings.block_rows:
+            yield block
+            block, weight = [], 0.0
+    if block:
+        yield block
+
+
 def read_blocks(batch: pa.Table, settings: SourceSettings, index_ref: list, ledger) -> Iterator[pa.Table]:
-    """Ray `map_batches` UDF: a batch of inputs (`kind`, `url`) in, work blocks out, one per table."""
+    """Ray `map_batches` UDF: groups of inputs (`kinds`, `urls`) in, work blocks out, one per table. Each input's
+    counts go to the ledger once its rows are all in blocks."""
     import ray
 
     install_redaction()  # idempotent: this worker's log records carry no credential
     index = _index(index_ref)
-    for kind, url in zip(batch["kind"].to_pylist(), batch["url"].to_pylist()):
-        source = InputSource(kind, url)
-        stats = ReadStats(source=url)
-        for number, rows in enumerate(read_source(source, settings, index, stats)):
+    for kinds, urls in zip(batch["kinds"].to_pylist(), batch["urls"].to_pylist()):
+        finished: list[ReadStats] = []
+
+        def rows() -> Iterator[dict]:
+            for kind, url in zip(kinds, urls):
+                stats = ReadStats(source=url)
+                yield from read_rows(InputSource(kind, url), settings, index, stats)
+                finished.append(stats)
+
+        def report() -> None:
+            while finished and ledger is not None:
+                ray.get(ledger.add_read.remote(finished.pop()))
+
+        for number, block in enumerate(cut_blocks(rows(), settings)):
             if ledger is not None:  # wait while too much is read but not yet committed (pipeline/ledger.py)
-                ray.get(ledger.admit.remote(url, number, len(rows)))
-            yield pa.Table.from_pylist([{"block": number, "rows": rows}], schema=WORK_BLOCK_SCHEMA)
-        if ledger is not None:
-            ray.get(ledger.add_read.remote(stats))
+                ray.get(ledger.admit.remote(urls[0], number, len(block)))
+            yield pa.Table.from_pylist([{"block": number, "rows": block}], schema=WORK_BLOCK_SCHEMA)
+            report()
+        report()
+
+
+def input_groups(inputs: list[InputSource], max_groups: int = 64) -> list[dict]:
+    """The inputs in at most `max_groups` contiguous groups, one read task each: a large manifest keeps a task of its
+    own while there are few, and many small ones share tasks (and work blocks)."""
+    size = -(-len(inputs) // max_groups) if inputs else 1
+    return [{"kinds": [i.kind for i in inputs[k:k + size]], "urls": [i.url for i in inputs[k:k + size]]}
+            for k in range(0, len(inputs), size)]

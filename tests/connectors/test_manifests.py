@@ -384,7 +384,7 @@ def test_list_audio_finds_nested_audio_only(tmp_path) -> None:
     assert [r["audio_url"] for r in rows] == expected
     assert [r["audio_filepath"] for r in rows] == expected
     for row in rows:
-        assert row["manifest"] is None and row["line"] is None and row["error"] is None
+        assert row["manifest"] == str(tmp_path) and row["line"] is None and row["error"] is None
     assert len({r["row_id"] for r in rows}) == 5
     assert [r["row_id"] for r in list_audio(str(tmp_path))] == [r["row_id"] for r in rows]
     assert isinstance(to_table([_resolved(r) for r in rows], SOURCE_SCHEMA), pa.Table)

@@ -205,3 +205,18 @@ def test_a_checkpoint_replaced_under_the_same_path_is_another_model(ray_session,
     assert redone.replaced_rows == 4
     _once(job["out"], 4)
     assert len({r["model_fingerprint"] for r in _rows(job["out"]).values()}) == 1
+
+
+def test_a_file_renamed_under_audio_dir_replaces_its_old_row(ray_session, tiny_model, tmp_path):
+    audio = tmp_path / "calls"
+    clips(audio, 3)
+    out = tmp_path / "out"
+    args = [f"model_path={tiny_model}", f"audio_dir={audio}", f"output_path={out}"]
+    assert run(plan(args)).rows == 3
+    (audio / "clip-01.wav").rename(audio / "clip-01-renamed.wav")
+    again = run(plan(args))
+    assert (again.rows, again.skipped_rows, again.removed_rows) == (1, 2, 1)
+    rows = duckdb.sql(f"select audio_url, manifest from read_parquet('{out}/recordings/*.parquet')").fetchall()
+    assert sorted(p.rsplit("/", 1)[-1] for p, _ in rows) == ["clip-00.wav", "clip-01-renamed.wav", "clip-02.wav"]
+    assert {m for _, m in rows} == {str(audio)}
+    _once(out, 3)

@@ -230,8 +230,9 @@ def test_run_info_speaker_names() -> None:
     run = RunInfo("run", "m", None, channel_names=("agent", "customer"))
     assert [run.speaker(c) for c in (None, 0, 1, 2, 7)] == [None, "agent", "customer", "channel_2", "channel_7"]
     assert RunInfo("run", "m", None).speaker(0) == "channel_0"
-    assert run.columns() == {"model": "m", "run_id": "run", "att_context_size": None}
-    assert RUN.columns() == {"model": RUN.model, "run_id": RUN.run_id, "att_context_size": [56, 13]}
+    assert run.columns() == {"model": "m", "model_fingerprint": None, "run_id": "run", "att_context_size": None}
+    assert RUN.columns() == {"model": RUN.model, "model_fingerprint": None, "run_id": RUN.run_id,
+                             "att_context_size": [56, 13]}
 
 
 # --- errors ---------------------------------------------------------------------------------------------------------
