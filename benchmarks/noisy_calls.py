@@ -199,6 +199,8 @@ def make_call(seed: int, seconds: float = 180.0, channels: int = 1, name: str | 
     def speak_run(count: int, under: str | None) -> None:
         nonlocal t, side
         section_start, parts = t, []
+        if under:  # background noise is there before anyone speaks (a VAD needs a moment to adapt to its onset)
+            t += int(rng.uniform(1.5, 3.0) * RATE)
         for _ in range(count):
             text = next(sentences)
             audio = _speak(text, VARIANTS[int(rng.integers(len(VARIANTS)))], rng)

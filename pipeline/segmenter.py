@@ -95,9 +95,10 @@ class SegmentPolicy:
     vad_min_speech_seconds: float = setting(0.25, "vad: shorter speech is dropped (clicks, DTMF digits)")
     vad_gap_seconds: float = setting(1.0, "vad: non-speech at least this long ends a segment and is not sent; "
                                           "shorter pauses stay inside it")
+    vad_start_pad_seconds: float = setting(0.4, "vad: a segment starts this long before its first speech (the VAD "
+                                                "finds the onset of speech in noise late)")
     vad_end_pad_seconds: float = setting(0.5, "vad: a segment ends this long after its last speech (the model "
-                                              "writes a sentence's language tag after it); it starts "
-                                              "pause_seconds before its first")
+                                              "writes a sentence's language tag after it)")
     vad_skip_short: bool = setting(True, "vad: a recording (channel) no longer than max_seconds skips the VAD and "
                                          "is cut by the energy rule (short clips cost nothing extra)")
 
@@ -118,11 +119,11 @@ class SegmentPolicy:
             raise ValueError(f"method must be one of {', '.join(SEGMENTING_METHODS)}, got {self.method!r}")
         if not 0.15 < self.vad_threshold < 1:
             raise ValueError(f"vad_threshold must be in (0.15, 1), got {self.vad_threshold}")
-        if not (self.vad_min_speech_seconds >= 0 and self.vad_end_pad_seconds >= 0):
-            raise ValueError("vad_min_speech_seconds and vad_end_pad_seconds must be >= 0")
-        if not self.vad_gap_seconds >= self.vad_end_pad_seconds + self.pause_seconds:
-            raise ValueError("vad_gap_seconds must be at least vad_end_pad_seconds + pause_seconds (a gap that ends "
-                             f"a segment holds both pads), got {self.vad_gap_seconds}")
+        if min(self.vad_min_speech_seconds, self.vad_start_pad_seconds, self.vad_end_pad_seconds) < 0:
+            raise ValueError("vad_min_speech_seconds, vad_start_pad_seconds and vad_end_pad_seconds must be >= 0")
+        if not self.vad_gap_seconds >= self.vad_end_pad_seconds + self.vad_start_pad_seconds:
+            raise ValueError("vad_gap_seconds must be at least vad_end_pad_seconds + vad_start_pad_seconds (a gap "
+                             f"that ends a segment holds both pads), got {self.vad_gap_seconds}")
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,17 @@ about `max_seconds + vad_gap_seconds` plus one block of audio. Speech regions co
 (`pipeline.vad`: a region starts at a 32 ms frame whose probability is >= `vad_threshold`, ends after
 `pause_seconds` under it, and counts when at least `vad_min_speech_seconds` long). The rule:
 
-1. A segment starts `pause_seconds` before a region (never before the previous segment's end) and takes the regions
+1. A segment starts `vad_start_pad_seconds` before a region (never before the previous segment's end) and takes the regions
    that follow while the non-speech between two of them is shorter than `vad_gap_seconds`.
 2. A longer gap ends the segment `vad_end_pad_seconds` after its last region (the model writes a sentence's language
    tag in the frames after it); the rest of the gap is not sent to the model. No speech at all: no segment.
 3. A segment that would pass `max_seconds` is cut at the longest gap between its regions whose cut point lies in
    [start + min_seconds, start + max_seconds] (gaps at least half as long as the longest count as equally good; the
    latest wins). The cut point is `vad_end_pad_seconds` after the gap's start, or its middle if that comes first; the
-   next segment starts `pause_seconds` before the next region, or at the cut point if that comes later.
+   next segment starts `vad_start_pad_seconds` before the next region, or at the cut point if that comes later.
 4. No such gap: a forced cut at exactly start + max_seconds. If speech runs on there, `cut_in_speech` is True and
    the next segment starts `overlap_seconds` earlier (`merge_overlap` keeps the shared words once), as with the energy
-   rule; if the limit falls in a gap, the next segment starts at the next region less `pause_seconds`, no overlap.
+   rule; if the limit falls in a gap, the next segment starts at the next region less the start pad, no overlap.
 
 Segment boundaries fall on the VAD's 512-sample frame grid (or the pads off it), never past the recording's end.
 """
@@ -90,7 +90,7 @@ class _Cutter:
         self.min = round(policy.min_seconds * SAMPLE_RATE)
         self.overlap = round(policy.overlap_seconds * SAMPLE_RATE)
         self.gap = round(policy.vad_gap_seconds * SAMPLE_RATE)
-        self.start_pad = round(policy.pause_seconds * SAMPLE_RATE)
+        self.start_pad = round(policy.vad_start_pad_seconds * SAMPLE_RATE)
         self.end_pad = round(policy.vad_end_pad_seconds * SAMPLE_RATE)
         self.scores = SpeechProbabilities()
         self.tracker = SpeechRegions(
