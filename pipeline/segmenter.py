@@ -119,8 +119,9 @@ class SegmentPolicy:
             raise ValueError(f"method must be one of {', '.join(SEGMENTING_METHODS)}, got {self.method!r}")
         if not 0.15 < self.vad_threshold < 1:
             raise ValueError(f"vad_threshold must be in (0.15, 1), got {self.vad_threshold}")
-        if min(self.vad_min_speech_seconds, self.vad_start_pad_seconds, self.vad_end_pad_seconds) < 0:
-            raise ValueError("vad_min_speech_seconds, vad_start_pad_seconds and vad_end_pad_seconds must be >= 0")
+        for name in ("vad_min_speech_seconds", "vad_start_pad_seconds", "vad_end_pad_seconds"):
+            if not getattr(self, name) >= 0:  # written so that NaN fails too
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.vad_gap_seconds >= self.vad_end_pad_seconds + self.vad_start_pad_seconds:
             raise ValueError("vad_gap_seconds must be at least vad_end_pad_seconds + vad_start_pad_seconds (a gap "
                              f"that ends a segment holds both pads), got {self.vad_gap_seconds}")
