@@ -15,10 +15,16 @@ from pipeline.channels import _fan_out, channel_streams
 from connectors.storage import describe_fetch_error
 from pipeline.decode import AudioSpec, DecodeSettings, decode_block, decode_recording, from_pcm16
 from pipeline.records import DECODED_SCHEMA, SOURCE_SCHEMA, WORK_BLOCK_SCHEMA
-from pipeline.segmenter import SegmentPolicy
+from pipeline.segmenter import SegmentPolicy as _Policy
 from tests.audio_factory import bursts, tone, write_tone
 
-SETTINGS = DecodeSettings()
+
+
+def SegmentPolicy(**policy) -> _Policy:  # noqa: N802 - these tests cut tones and noise: the energy rule's input
+    return _Policy(**{"method": "energy", **policy})
+
+
+SETTINGS = DecodeSettings(segmenting=SegmentPolicy())
 RATE = 16_000
 PCM16 = 1 / 32768  # one step of the 16-bit PCM that segments carry
 
