@@ -345,7 +345,7 @@ def test_recording_over_max_duration(tone_wav) -> None:
 def test_row_in_error_passes_through_untouched(tone_wav) -> None:
     row = _row(str(tone_wav), error="line 3 has no audio_filepath", error_stage="manifest", line=3)
     out = decode_recording(row, SETTINGS)
-    assert out == {**row, "segments": [], "warnings": None, "duration": None}
+    assert out == {**row, "segments": [], "warnings": None, "duration": None, "speech_seconds": None}
     assert row["error"] == "line 3 has no audio_filepath" and "segments" not in row  # the input is not modified
 
 
