@@ -199,7 +199,7 @@ def assemble_recording(recording: dict, run: RunInfo) -> dict:
     else:
         turns = spoken
     # No segment and no error: nothing in the recording was speech (segmenting.method=vad): an empty transcript.
-    if (segments or recording.get("duration") is not None) and not out["error"] \
+    if (segments or (recording.get("duration") is not None and not out["error"])) \
             and not any(s.get("error") for s in segments):
         fallback = forced_locale(recording)
         out["text"] = " ".join(s["text"] for s in turns)
