@@ -56,6 +56,13 @@ def segment_speed(audio: list[np.ndarray], method: str) -> float:
     return sum(x.size for x in audio) / RATE / (time.process_time() - started)
 
 
+def segments_of(x: np.ndarray, method: str) -> list[tuple[float, float]]:
+    from pipeline.segmenter import SegmentPolicy, segment_stream
+
+    blocks = (x[i:i + 10 * RATE] for i in range(0, x.size, 10 * RATE))
+    return [(s.start, s.end) for s in segment_stream(blocks, RATE, SegmentPolicy(method=method))]
+
+
 def run_job(manifest: Path, out: Path, method: str) -> None:
     from jobs.transcribe import main
 
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--no-job", action="store_true", help="segmenter figures only (no Ray, no model)")
     args = parser.parse_args(argv)
 
     from benchmarks.machinery import machine
@@ -112,11 +120,15 @@ def main(argv: list[str] | None = None) -> None:
             speed = segment_speed(audio["flac"], method)
             row["segmenter_audio_seconds_per_cpu_second"] = round(speed, 1)
             row["segmenter_cores_per_gpu"] = round(GPU_RTFX / speed, 2)
-            out = folder / f"out-{method}"
-            started = time.monotonic()
-            run_job(manifest, out, method)
-            row["job_seconds"] = round(time.monotonic() - started, 1)
-            figures = job_figures(calls, files, out)
+            if args.no_job:
+                figures = {"sent": {str(files[c.name][v]): segments_of(x, method)
+                                    for v in ("flac", "ulaw") for c, x in zip(calls, audio[v])}}
+            else:
+                out = folder / f"out-{method}"
+                started = time.monotonic()
+                run_job(manifest, out, method)
+                row["job_seconds"] = round(time.monotonic() - started, 1)
+                figures = job_figures(calls, files, out)
             for version in ("flac", "ulaw"):
                 total = None
                 for c in calls:
@@ -128,9 +140,10 @@ def main(argv: list[str] | None = None) -> None:
                 row[f"{version}_words_cut"] = total.words_cut
                 row[f"{version}_words_missed"] = total.words_missed
                 row["words"] = total.words
-            row.update(wer=round(figures["wer"], 4), words_written=figures["words_written"],
-                       words_off_speech=figures["words_off_speech"],
-                       sent_share_of_audio=round(figures["speech_seconds_sent"] / figures["audio_seconds"], 4))
+            if not args.no_job:
+                row.update(wer=round(figures["wer"], 4), words_written=figures["words_written"],
+                           words_off_speech=figures["words_off_speech"],
+                           sent_share_of_audio=round(figures["speech_seconds_sent"] / figures["audio_seconds"], 4))
             result[method] = row
             print(json.dumps({method: row}), file=sys.stderr)
     print(json.dumps(result, indent=2))
