@@ -162,7 +162,7 @@ def conversation_turns(segments: list[dict]) -> list[dict]:
 
 RECORDING_KEYS = ("row_id", "source_hash", "audio_filepath", "target_lang", "prompt_locale", "channel_mode",
                   "reference_text", "manifest", "line", "audio_url", "manifest_duration", "duration",
-                  "source_sample_rate", "source_channels", "metadata", "error", "error_stage", "warnings")
+                  "speech_seconds", "source_sample_rate", "source_channels", "metadata", "error", "error_stage", "warnings")
 
 
 def assemble_recording(recording: dict, run: RunInfo) -> dict:
@@ -199,7 +199,9 @@ def assemble_recording(recording: dict, run: RunInfo) -> dict:
         out["conversation"] = turns
     else:
         turns = spoken
-    if segments and not any(s.get("error") for s in segments):
+    # No segment and no error: nothing in the recording was speech (segmenting.method=vad): an empty transcript.
+    if (segments or (recording.get("duration") is not None and not out["error"])) \
+            and not any(s.get("error") for s in segments):
         fallback = forced_locale(recording)
         out["text"] = " ".join(s["text"] for s in turns)
         out["language"] = dominant_language(spans, fallback=fallback)

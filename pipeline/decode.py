@@ -4,7 +4,8 @@ Runs as plain Ray tasks on CPUs, apart from the inference actors: if it ran insi
 into the actor stage that follows it) the accelerator would wait while files download and decode one at a time.
 
 A work block (recordings totalling about `compute.block_seconds` of audio) goes in, the same recordings come out,
-each with its segments nested and their audio as 16-bit PCM at 16 kHz. A file is read through a stream, decoded and
+each with its segments nested and their audio as 16-bit PCM at 16 kHz (with `segmenting.method=vad`, only the
+stretches that hold speech). A file is read through a stream, decoded and
 resampled block by block and cut as it goes, so a task holds a recording's cut segments (16-bit: 115 MB an hour) but
 never its file or a float copy of it.
 """
@@ -62,7 +63,7 @@ def decode_recording(row: dict, settings: DecodeSettings) -> dict:
     """One source row in, the same row out with `segments` (each with its 16-bit audio), `duration`, the source's
     rate and channels, `warnings`; or with its error (keeping the segments cut before a failure midway, so a
     recording is marked failed, never silently short)."""
-    row = {**row, "segments": [], "warnings": None, "duration": None}
+    row = {**row, "segments": [], "warnings": None, "duration": None, "speech_seconds": None}
     if row.get("error"):
         return row
     source = AudioSource.from_row(row)
@@ -74,6 +75,7 @@ def decode_recording(row: dict, settings: DecodeSettings) -> dict:
     except Exception as error:  # noqa: BLE001 - every failure becomes this row's error
         return with_error(row, "fetch", describe_fetch_error(error, url))
     report = None
+    decoded: dict[int | None, int] = {}
     with handle:
         try:
             info, blocks = stream_audio(handle, target_sample_rate=settings.sample_rate,
@@ -82,7 +84,9 @@ def decode_recording(row: dict, settings: DecodeSettings) -> dict:
             row["source_sample_rate"] = info.source_sample_rate
             row["source_channels"] = info.source_channels
             streams = channel_streams(blocks, info.source_channels, row["channel_mode"], row.get("channel"))
-            cutters = [(ch, segment_stream(b, settings.sample_rate, policy)) for ch, b in streams]
+            decoded = {ch: 0 for ch, _ in streams}  # samples per stream: the duration, also with no segment at all
+            cutters = [(ch, segment_stream(_counted(b, decoded, ch), settings.sample_rate, policy))
+                       for ch, b in streams]
             counts = {ch: 0 for ch, _ in cutters}
             while cutters:  # round-robin over channels keeps the shared stream's queues short
                 for item in list(cutters):
@@ -101,11 +105,20 @@ def decode_recording(row: dict, settings: DecodeSettings) -> dict:
             with_error(row, "fetch", describe_fetch_error(error, url))
         except Exception as error:  # noqa: BLE001 - a decoder bug must not take the job down
             with_error(row, "decode", f"{type(error).__name__}: {error}")
-    if row["segments"]:
-        row["duration"] = max(s["end"] for s in row["segments"])
+    if report is not None and any(decoded.values()):
+        row["duration"] = max(decoded.values()) / settings.sample_rate
+        # What the model is given (overlaps counted twice): less than the duration where the VAD left non-speech out.
+        row["speech_seconds"] = sum(s["end"] - s["start"] for s in row["segments"])
     if not row.get("error") and report is not None:
         row["warnings"] = report.warnings(manifest_duration=row.get("manifest_duration")) or None
     return row
+
+
+def _counted(blocks: Iterator[np.ndarray], counts: dict, key: int | None) -> Iterator[np.ndarray]:
+    """The blocks unchanged, their samples added to counts[key] as they pass."""
+    for block in blocks:
+        counts[key] += len(block)
+        yield block
 
 
 # A decode task hands on what it has decoded once it holds this much audio (16-bit: about 2 h), so its memory stays

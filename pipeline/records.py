@@ -56,6 +56,7 @@ WORK_BLOCK_SCHEMA = pa.schema([pa.field("block", pa.int64()),
 # What decoding learns about a recording.
 AUDIO_FIELDS = [
     pa.field("duration", pa.float64()),  # seconds decoded (of the longest channel); null if nothing was
+    pa.field("speech_seconds", pa.float64()),  # seconds sent to the model: the segments' lengths, all channels
     pa.field("source_sample_rate", pa.int32()),
     pa.field("source_channels", pa.int32()),
     pa.field("warnings", pa.list_(pa.string())),  # things a user should know about a row that did not fail
@@ -137,6 +138,7 @@ RECORDINGS_SCHEMA = pa.schema([
     pa.field("row_id", pa.string(), nullable=False),
     pa.field("audio_filepath", pa.string()),
     pa.field("duration", pa.float64()),
+    pa.field("speech_seconds", pa.float64()),
     pa.field("text", pa.string()),
     pa.field("language", pa.string()),
     pa.field("language_shares", pa.map_(pa.string(), pa.float64())),

@@ -1,6 +1,8 @@
 """Cut a long mono recording into segments at pauses, streaming, for models that cannot take hours at once.
 
-Pure numpy: no Ray, no NeMo. Offline Conformer attention is quadratic in length (time and memory), so long
+Two methods (`SegmentPolicy.method`): `vad` finds speech with Silero VAD and sends only that (`pipeline.vad_segmenter`
+has its rule); `energy`, described here, cuts at quiet frames and sends everything. This module's rule is pure numpy:
+no Ray, no NeMo. Offline Conformer attention is quadratic in length (time and memory), so long
 recordings are transcribed as segments of at most `max_seconds`. `segment_stream` takes mono float32 blocks
 of any sizes (e.g. `stream_audio`'s blocks after picking or mixing channels) and yields `Segment`s while holding at
 most `max_seconds` plus one block of audio.
@@ -47,6 +49,7 @@ next one's start is a leading pause that rule 5 skipped.
 
 from __future__ import annotations
 
+import itertools
 import math
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -57,7 +60,9 @@ from numpy.typing import NDArray
 
 from pipeline.settings import setting
 
-__all__ = ["ALWAYS_QUIET_DB", "Segment", "SegmentPolicy", "merge_overlap", "segment_stream"]
+__all__ = ["ALWAYS_QUIET_DB", "SEGMENTING_METHODS", "Segment", "SegmentPolicy", "merge_overlap", "segment_stream"]
+
+SEGMENTING_METHODS = ("vad", "energy")
 
 # Frames below this level are quiet whatever the rest of the window sounds like (see the module docstring, rule 2).
 ALWAYS_QUIET_DB = -70.0
@@ -70,6 +75,8 @@ _SPEECH_PERCENTILE = 95.0
 class SegmentPolicy:
     """Where `segment_stream` may cut; see the module docstring for the exact rule. The job's `segmenting` section."""
 
+    method: str = setting("vad", "vad: segments hold the speech Silero VAD finds, music, tones, noise and silence "
+                                 "are not sent to the model; energy: cut at quiet frames, everything is sent")
     max_seconds: float = setting(30.0, "recordings are cut into segments at most this long, at pauses where "
                                        "possible")
     min_seconds: float = setting(10.0, "no cut is looked for before this (shorter segments only at a recording's "
@@ -83,6 +90,17 @@ class SegmentPolicy:
     min_contrast_db: float = setting(10.0, "... but never frames within this of the speech level")
     trim_silence: bool = setting(True, "a segment that starts in a pause starts pause_seconds before its first "
                                        "sound (no compute or stray output on silence)")
+    vad_threshold: float = setting(0.5, "vad: a 32 ms frame with a speech probability at least this starts speech "
+                                        "(speech ends after pause_seconds under threshold - 0.15)")
+    vad_min_speech_seconds: float = setting(0.25, "vad: shorter speech is dropped (clicks, DTMF digits)")
+    vad_gap_seconds: float = setting(1.0, "vad: non-speech at least this long ends a segment and is not sent; "
+                                          "shorter pauses stay inside it")
+    vad_start_pad_seconds: float = setting(0.4, "vad: a segment starts this long before its first speech (the VAD "
+                                                "finds the onset of speech in noise late)")
+    vad_end_pad_seconds: float = setting(0.5, "vad: a segment ends this long after its last speech (the model "
+                                              "writes a sentence's language tag after it)")
+    vad_skip_short: bool = setting(True, "vad: a recording (channel) no longer than max_seconds skips the VAD and "
+                                         "is cut by the energy rule (short clips cost nothing extra)")
 
     def __post_init__(self) -> None:
         if not self.max_seconds > 0:
@@ -97,6 +115,16 @@ class SegmentPolicy:
             raise ValueError(f"pause_seconds must be positive, got {self.pause_seconds}")
         if not (self.relative_db >= 0 and self.min_contrast_db >= 0):
             raise ValueError("relative_db and min_contrast_db must be >= 0")
+        if self.method not in SEGMENTING_METHODS:
+            raise ValueError(f"method must be one of {', '.join(SEGMENTING_METHODS)}, got {self.method!r}")
+        if not 0.15 < self.vad_threshold < 1:
+            raise ValueError(f"vad_threshold must be in (0.15, 1), got {self.vad_threshold}")
+        for name in ("vad_min_speech_seconds", "vad_start_pad_seconds", "vad_end_pad_seconds"):
+            if not getattr(self, name) >= 0:  # written so that NaN fails too
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.vad_gap_seconds >= self.vad_end_pad_seconds + self.vad_start_pad_seconds:
+            raise ValueError("vad_gap_seconds must be at least vad_end_pad_seconds + vad_start_pad_seconds (a gap "
+                             f"that ends a segment holds both pads), got {self.vad_gap_seconds}")
 
 
 @dataclass(frozen=True)
@@ -147,14 +175,42 @@ class _Plan:
 def segment_stream(
     blocks: Iterable[NDArray[np.float32]], sample_rate: int, policy: SegmentPolicy | None = None
 ) -> Iterator[Segment]:
-    """Mono float32 blocks of any sizes in, segments out, streaming (at most max_seconds + one block buffered).
-
-    See the module docstring for the cut rule. Blocks must be 1-D (pick or mix channels first); empty blocks are
-    skipped; other float dtypes are converted to float32. Every segment is at most policy.max_seconds long.
+    """Mono float32 blocks of any sizes in, segments out, streaming, by `policy.method`: `energy` (the module
+    docstring's rule; at most max_seconds + one block buffered) or `vad` (`pipeline.vad_segmenter`; a stream no longer
+    than max_seconds goes to the energy rule when `vad_skip_short`). Blocks must be 1-D (pick or mix channels first);
+    empty blocks are skipped; other float dtypes are converted to float32. Every segment is at most max_seconds long.
     """
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive int, got {sample_rate!r}")
-    plan = _Plan.of(policy if policy is not None else SegmentPolicy(), int(sample_rate))
+    policy = policy if policy is not None else SegmentPolicy()
+    if policy.method == "vad":
+        return _vad_or_short(iter(blocks), int(sample_rate), policy)
+    return _energy_stream(blocks, int(sample_rate), policy)
+
+
+def _vad_or_short(blocks: Iterator[NDArray[np.float32]], sample_rate: int,
+                  policy: SegmentPolicy) -> Iterator[Segment]:
+    """The VAD, except for a stream that ends within max_seconds when `vad_skip_short` (the energy rule: one
+    segment, its leading pause trimmed); the head is held only until the stream passes max_seconds."""
+    from pipeline.vad_segmenter import vad_segment_stream  # torch and the model only where the VAD runs
+
+    head: list[NDArray[np.float32]] = []
+    if policy.vad_skip_short:
+        limit, held = round(policy.max_seconds * sample_rate), 0
+        for block in blocks:
+            head.append(block)
+            held += np.asarray(block).size
+            if held > limit:
+                break
+        else:
+            yield from _energy_stream(head, sample_rate, policy)
+            return
+    yield from vad_segment_stream(itertools.chain(head, blocks), sample_rate, policy)
+
+
+def _energy_stream(blocks: Iterable[NDArray[np.float32]], sample_rate: int,
+                   policy: SegmentPolicy) -> Iterator[Segment]:
+    plan = _Plan.of(policy, sample_rate)
     rate = plan.sample_rate
 
     buffer = np.zeros(0, dtype=np.float32)

@@ -51,7 +51,7 @@ def transcribe(manifest: Path, output: str, model: Path) -> None:
     from jobs.transcribe import main
 
     assert main([f"model_path={model}", f"dataset_manifest={manifest}", f"output_path={output}", "target_lang=en-US",
-                 "confidence=true", "segmenting.max_seconds=8", "segmenting.min_seconds=3",
+                 "confidence=true", "segmenting.max_seconds=8", "segmenting.min_seconds=3", "segmenting.method=energy",
                  "audio.channel_names=[agent,customer]"]) == 0
 
 

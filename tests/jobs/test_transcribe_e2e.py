@@ -173,7 +173,7 @@ def test_long_recording_is_cut_into_segments_that_cover_it(ray_session, tiny_mod
     manifest = write_manifest(tmp_path / "m.jsonl", [{"audio_filepath": str(audio), "text": "a b c"}])
     out = tmp_path / "out"
     summary = run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}",
-                        "segmenting.max_seconds=20", "segmenting.min_seconds=8"]))
+                        "segmenting.max_seconds=20", "segmenting.min_seconds=8", "segmenting.method=energy"]))
     rec = pl.read_parquet(out / "recordings").row(0, named=True)
     segs = duckdb.sql(f"select * from '{out}/segments/*.parquet' order by segment_index").pl()
     assert summary.rows == 1 and rec["error"] is None
@@ -206,7 +206,7 @@ def test_stereo_call_split_into_channels_and_conversation(ray_session, tiny_mode
     out = tmp_path / "out"
     run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}",
               "audio.channel_mode=split", "audio.channel_names=[agent,customer]", "segmenting.max_seconds=6",
-              "segmenting.min_seconds=2"]))
+              "segmenting.min_seconds=2", "segmenting.method=energy"]))
     recs = {r["line"]: r for r in pl.read_parquet(out / "recordings").iter_rows(named=True)}
     segs = duckdb.sql(f"select r.line, s.* from '{out}/segments/*.parquet' s "
                       f"join '{out}/recordings/*.parquet' r using (row_id) order by r.line, channel, start").pl()
@@ -247,7 +247,8 @@ def test_timestamps_confidence_and_per_row_languages(ray_session, tiny_model, tm
     ])
     out = tmp_path / "out"
     run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}", "timestamps=true",
-              "confidence=true", "segmenting.max_seconds=8", "segmenting.min_seconds=3", "strip_lang_tags=false"]))
+              "confidence=true", "segmenting.max_seconds=8", "segmenting.min_seconds=3", "strip_lang_tags=false",
+              "segmenting.method=energy"]))
     recs = {r["line"]: r for r in pl.read_parquet(out / "recordings").iter_rows(named=True)}
     assert [recs[i]["target_lang"] for i in (1, 2, 3)] == ["en-US", "de-DE", "auto"]
     assert [recs[i]["prompt_locale"] for i in (1, 2, 3)] == ["en-US", "de-DE", "auto"]

@@ -16,10 +16,16 @@ from connectors.storage import describe_fetch_error
 from pipeline.decode import AudioSpec, DecodeSettings, decode_block, decode_recording
 from tests.audio_factory import from_pcm16
 from pipeline.records import DECODED_SCHEMA, SOURCE_SCHEMA, WORK_BLOCK_SCHEMA
-from pipeline.segmenter import SegmentPolicy
+from pipeline.segmenter import SegmentPolicy as _Policy
 from tests.audio_factory import bursts, tone, write_tone
 
-SETTINGS = DecodeSettings()
+
+
+def SegmentPolicy(**policy) -> _Policy:  # noqa: N802 - these tests cut tones and noise: the energy rule's input
+    return _Policy(**{"method": "energy", **policy})
+
+
+SETTINGS = DecodeSettings(segmenting=SegmentPolicy())
 RATE = 16_000
 PCM16 = 1 / 32768  # one step of the 16-bit PCM that segments carry
 
@@ -340,7 +346,7 @@ def test_recording_over_max_duration(tone_wav) -> None:
 def test_row_in_error_passes_through_untouched(tone_wav) -> None:
     row = _row(str(tone_wav), error="line 3 has no audio_filepath", error_stage="manifest", line=3)
     out = decode_recording(row, SETTINGS)
-    assert out == {**row, "segments": [], "warnings": None, "duration": None}
+    assert out == {**row, "segments": [], "warnings": None, "duration": None, "speech_seconds": None}
     assert row["error"] == "line 3 has no audio_filepath" and "segments" not in row  # the input is not modified
 
 

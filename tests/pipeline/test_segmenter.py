@@ -11,10 +11,11 @@ import pytest
 from pipeline.segmenter import Segment, SegmentPolicy, merge_overlap, segment_stream
 
 RATE = 16_000
-# The defaults (30 s max, 10 s min, 1 s overlap, 50 ms frames, 0.2 s pauses, -40 dBFS) without trimming leading
-# pauses, so that the segments tile the recording; TRIMMING is the job's default, tested in its own section.
-POLICY = SegmentPolicy(trim_silence=False)
-TRIMMING = SegmentPolicy()
+# The energy rule (tests/pipeline/test_vad_segmenter.py tests the VAD) with the defaults (30 s max, 10 s min, 1 s
+# overlap, 50 ms frames, 0.2 s pauses, -40 dBFS) without trimming leading pauses, so that the segments tile the
+# recording; TRIMMING is the rule's default, tested in its own section.
+POLICY = SegmentPolicy(method="energy", trim_silence=False)
+TRIMMING = SegmentPolicy(method="energy")
 
 
 # --- generators ---------------------------------------------------------------------------------------------------
