@@ -29,7 +29,7 @@ import re
 import socket
 import stat
 import time
-from typing import IO, Callable, TypeVar
+from typing import IO, Callable, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 import fsspec
@@ -115,6 +115,10 @@ class FetchConnectionError(FetchError, ConnectionError):
 
 class NotARegularFile(FetchError):
     """A local path that is a FIFO, a socket or a device: reading it could block forever or never end."""
+
+
+class NoMatch(ValueError):
+    """A path or glob that names no file, or names a folder (`expand`); the message names the part."""
 
 
 class BucketNotFound(FileNotFoundError):
@@ -538,17 +542,51 @@ def _bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str, protocol: str) ->
     return with_retries(lambda: fs.exists(bucket))
 
 
-def expand(pattern: str) -> list[str]:
-    """A path, a glob, or a comma-separated list of either, as a sorted list of existing files (full URLs)."""
+def expand(pattern: str | Sequence[str]) -> list[str]:
+    """Every file that `pattern` names, as full URLs, in the order given (a glob's matches sorted).
+
+    `pattern` is a list of paths or globs (each taken as it is: any character, commas included), or one string: the
+    path of something that exists, whatever characters it holds, else a comma-separated list. Each part is the file
+    of that exact name when one exists (`calls[1].jsonl` is that file, even beside `calls1.jsonl`), else a glob
+    (`*`, `?`, `[...]`, `**`). Every part must name at least one file: a part that matches nothing, names a folder,
+    or whose glob matches a folder raises NoMatch naming that part (a typo in a list is never dropped)."""
+    if isinstance(pattern, str):
+        whole = pattern.strip()
+        parts = [whole] if _kind(*filesystem(whole)) else [p.strip() for p in pattern.split(",") if p.strip()]
+    else:
+        parts = list(pattern)
     found: list[str] = []
-    for part in [p.strip() for p in pattern.split(",") if p.strip()]:
-        fs, fs_path = filesystem(part)
-        if any(ch in fs_path for ch in "*?["):
-            matches = sorted(fs.glob(fs_path))
-        else:
-            matches = [fs_path] if fs.isfile(fs_path) else []
-        found.extend(unstrip(fs, m) for m in matches)
+    for part in parts:
+        found.extend(_expand_one(part))
     return found
+
+
+def _expand_one(part: str) -> list[str]:
+    fs, fs_path = filesystem(part)
+    kind = _kind(fs, fs_path)
+    if kind == "file":
+        return [unstrip(fs, fs_path)]
+    if kind == "directory":
+        raise NoMatch(f"{part!r} is a folder, not a file")
+    if not any(ch in fs_path for ch in "*?["):
+        raise NoMatch(f"{part!r} matches no file")
+    matches = with_retries(lambda: fs.glob(fs_path, detail=True))
+    if not matches:
+        raise NoMatch(f"{part!r} matches no file")
+    for path, info in sorted(matches.items()):
+        if info.get("type") == "directory":
+            raise NoMatch(f"{part!r} matches a folder, {unstrip(fs, path)}, not only files")
+    return [unstrip(fs, path) for path in sorted(matches)]
+
+
+def _kind(fs: fsspec.AbstractFileSystem, fs_path: str) -> str | None:
+    """'file', 'directory' (a folder, or on an object store a prefix that holds objects), or None: nothing by that
+    exact name."""
+    try:
+        info = with_retries(lambda: fs.info(fs_path))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return "directory" if info.get("type") == "directory" else "file"
 
 
 def normalise_url(url: str) -> str:

@@ -31,7 +31,7 @@ from connectors.manifests import iter_audio_dir, manifest_urls
 from connectors.model_store import localize
 from connectors.parquet_sink import TranscriptCommitter, clean_uncommitted
 from connectors.resume import build_index, remove_rows
-from connectors.storage import ensure_output_folder, expand, filesystem, redact
+from connectors.storage import NoMatch, ensure_output_folder, expand, filesystem, redact
 from jobs.cluster import connect_ray
 from jobs.config import ConfigError, run_command
 from jobs.progress import Progress
@@ -106,9 +106,10 @@ def check_inputs(spec: JobSpec) -> list[str]:
     """The manifests (normalised, each once), checked to exist and be non-empty; or the audio folder. The output
     folder must be creatable (a bucket must already exist: the job never creates one)."""
     if spec.dataset_manifest:
-        manifests = manifest_urls(expand(spec.dataset_manifest))
-        if not manifests:
-            raise ConfigError(f"dataset_manifest {redact(spec.dataset_manifest)!r} matches no file")
+        try:
+            manifests = manifest_urls(expand(spec.dataset_manifest))
+        except (NoMatch, OSError) as error:  # a part that names nothing or a folder; a listing that failed
+            raise ConfigError(f"dataset_manifest {redact(str(error))}") from None
         for url in manifests:
             if not _has_content(url):
                 raise ConfigError(f"manifest {redact(url)} is empty: nothing to transcribe")
@@ -423,6 +424,8 @@ def write_run_record(p: Plan, run_id: str, summary: RunSummary, status: str) -> 
     def clean(value):
         if isinstance(value, dict):
             return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
         return redact(value) if isinstance(value, str) else value
 
     record = {

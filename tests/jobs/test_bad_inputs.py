@@ -281,3 +281,51 @@ def test_manifest_of_blank_lines_only_is_empty_too(ray_session, tiny_model, tmp_
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(manifest) in errors[0] and "empty" in errors[0]
     assert not (out / "recordings").exists()
+
+
+# --- the manifests named: exact names are exact, every part must match ---------------------------------------------
+
+
+def _one_error(captured) -> list[str]:
+    assert "Traceback" not in captured.err, captured.err
+    return [line for line in captured.err.splitlines() if line.startswith("error:")]
+
+
+def test_a_manifest_named_with_glob_characters_is_that_file(ray_session, tiny_model, tmp_path, capsys):
+    """`calls[1].jsonl` is that file, not the glob that matches `calls1.jsonl` beside it (which read the wrong
+    manifest and exited 0)."""
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "right.wav").write_bytes(GOOD)
+    (tmp_path / "audio" / "wrong.wav").write_bytes(GOOD)
+    write_manifest(tmp_path / "calls[1].jsonl", [{"audio_filepath": "audio/right.wav"}])
+    write_manifest(tmp_path / "calls1.jsonl", [{"audio_filepath": "audio/wrong.wav"}])
+    out = tmp_path / "out"
+    assert main([f"model_path={tiny_model}", f"dataset_manifest={tmp_path}/calls[1].jsonl", f"output_path={out}"]) == 0
+    rows = duckdb.sql(f"select manifest, audio_url, error from read_parquet('{out}/recordings/*.parquet')").fetchall()
+    assert rows == [(f"{tmp_path}/calls[1].jsonl", f"{tmp_path}/audio/right.wav", None)]
+
+
+@pytest.mark.parametrize("kind", ["typo-in-comma-list", "typo-in-list", "folder", "glob-matching-a-folder",
+                                  "unbalanced-bracket"])
+def test_a_manifest_that_names_nothing_or_a_folder_is_one_error_line(ray_session, tiny_model, tmp_path, capsys,
+                                                                      kind):
+    write_manifest(tmp_path / "good.jsonl", [{"audio_filepath": "a.wav"}])
+    (tmp_path / "calls" / "audio").mkdir(parents=True)
+    write_manifest(tmp_path / "calls" / "m.jsonl", [{"audio_filepath": "a.wav"}])
+    value, expected = {
+        "typo-in-comma-list": (f"{tmp_path}/good.jsonl,{tmp_path}/goood.jsonl",
+                               f"error: dataset_manifest '{tmp_path}/goood.jsonl' matches no file"),
+        "typo-in-list": (f"['{tmp_path}/good.jsonl','{tmp_path}/goood.jsonl']",
+                         f"error: dataset_manifest '{tmp_path}/goood.jsonl' matches no file"),
+        "folder": (f"{tmp_path}/calls", f"error: dataset_manifest '{tmp_path}/calls' is a folder, not a file"),
+        "glob-matching-a-folder": (f"{tmp_path}/calls/*", f"error: dataset_manifest '{tmp_path}/calls/*' matches a "
+                                                          f"folder, {tmp_path}/calls/audio, not only files"),
+        "unbalanced-bracket": (f"[{tmp_path}/good.jsonl", "error: cannot read the configuration: not valid YAML ("),
+    }[kind]
+    out = tmp_path / "out"
+    code = main([f"model_path={tiny_model}", f"dataset_manifest={value}", f"output_path={out}"])
+    captured = capsys.readouterr()
+    errors = _one_error(captured)
+    assert code == 2 and len(errors) == 1, captured.err
+    assert errors[0] == expected if kind != "unbalanced-bracket" else errors[0].startswith(expected)
+    assert not (out / "recordings").exists()
