@@ -121,6 +121,10 @@ class NoMatch(ValueError):
     """A path or glob that names no file, or names a folder (`expand`); the message names the part."""
 
 
+class OutputNotWritable(PermissionError):
+    """An output folder this process cannot write to; the message is one line without the path."""
+
+
 class BucketNotFound(FileNotFoundError):
     """The bucket of an output path does not exist; the job never creates buckets."""
 
@@ -511,14 +515,18 @@ def _netloc(url: str) -> str:
 def ensure_output_folder(path: str) -> None:
     """Make `path` ready to be written to, creating folders but never a bucket: a local folder (and its parents) is
     created; on object stores (s3, gs, az, ...) the bucket must exist (BucketNotFound otherwise) and nothing is
-    created (a prefix needs no creating). Use this instead of `fs.makedirs(output_path)`, which creates a missing
-    bucket on s3 (s3fs's mkdir does)."""
+    created (a prefix needs no creating). A local folder that this process cannot write to raises OutputNotWritable.
+    Use this instead of `fs.makedirs(output_path)`, which creates a missing bucket on s3 (s3fs's mkdir does)."""
     protocol = protocol_of(path)
     fs, fs_path = filesystem(path)
     if isinstance(fs, LocalFileSystem):
         if os.path.exists(fs_path) and not os.path.isdir(fs_path):
             raise NotADirectoryError(errno.ENOTDIR, "output_path is a file, not a folder", path)
         os.makedirs(fs_path, exist_ok=True)
+        # An existing folder may be read-only (its mode, a read-only mount, the immutable attribute): said here,
+        # before any work, rather than as a traceback at the first write.
+        if not os.access(fs_path, os.W_OK | os.X_OK):
+            raise OutputNotWritable("cannot write to it (permission denied)")
         return
     if protocol not in _BUCKET_PROTOCOLS:
         fs.makedirs(fs_path, exist_ok=True)

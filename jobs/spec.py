@@ -129,7 +129,8 @@ def _normalised(spec: JobSpec) -> JobSpec:
     target = spec.target_lang
     if target in ("False", "false"):
         target = "no"
-    return dataclasses.replace(spec, target_lang=target.strip(), dataset_manifest=_manifest_value(spec.dataset_manifest))
+    return dataclasses.replace(spec, target_lang=target.strip(),
+                               dataset_manifest=_manifest_value(spec.dataset_manifest))
 
 
 def _manifest_value(value: Any) -> str | list[str] | None:

@@ -31,7 +31,7 @@ from connectors.manifests import iter_audio_dir, manifest_urls
 from connectors.model_store import localize
 from connectors.parquet_sink import TranscriptCommitter, clean_uncommitted
 from connectors.resume import build_index, remove_rows
-from connectors.storage import NoMatch, ensure_output_folder, expand, filesystem, redact
+from connectors.storage import NoMatch, describe_fetch_error, ensure_output_folder, expand, filesystem, redact
 from jobs.cluster import connect_ray
 from jobs.config import ConfigError, run_command
 from jobs.progress import Progress
@@ -260,6 +260,9 @@ def run(p: Plan) -> RunSummary:
         lease.acquire()
     except LeaseHeld as held:
         raise ConfigError(str(held)) from None
+    except OSError as error:  # the lease is the first write: a folder (or bucket) that refuses writes ends here
+        raise ConfigError(f"cannot write to output_path {redact(spec.output_path)!r}: "
+                          f"{redact(describe_fetch_error(error, spec.output_path))}") from None
     try:
         return _run(p, run_id)
     finally:

@@ -329,3 +329,48 @@ def test_a_manifest_that_names_nothing_or_a_folder_is_one_error_line(ray_session
     assert code == 2 and len(errors) == 1, captured.err
     assert errors[0] == expected if kind != "unbalanced-bracket" else errors[0].startswith(expected)
     assert not (out / "recordings").exists()
+
+
+# --- an output folder the job cannot write to -----------------------------------------------------------------------
+
+
+def _make_read_only(folder) -> str | None:
+    """Make `folder` read-only for this process: its mode for a normal user, the immutable attribute for root (whom
+    the mode does not stop). Returns how, or None when neither holds here."""
+    import subprocess
+
+    folder.chmod(0o555)
+    probe = folder / "probe"
+    try:
+        probe.write_text("x")
+    except OSError:
+        return "mode"
+    probe.unlink()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        return "immutable"
+    return None
+
+
+def test_a_read_only_output_folder_is_one_error_line(ray_session, tiny_model, tmp_path, capsys):
+    """An existing output folder made read-only ended in an OSError traceback on `_lease.json`."""
+    import subprocess
+
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "a.wav").write_bytes(GOOD)
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"audio_filepath": "audio/a.wav"}])
+    out = tmp_path / "out"
+    out.mkdir()
+    how = _make_read_only(out)
+    try:
+        if how is None:
+            pytest.skip("cannot make a folder read-only for this user here")
+        code = main([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}"])
+    finally:
+        if how == "immutable":
+            subprocess.run(["chattr", "-i", str(out)], check=True)
+        out.chmod(0o755)
+    captured = capsys.readouterr()
+    errors = _one_error(captured)
+    assert code == 2 and errors == [f"error: cannot use output_path '{out}': cannot write to it (permission "
+                                    f"denied)"], captured.err
+    assert list(out.iterdir()) == []
