@@ -374,3 +374,45 @@ def test_a_read_only_output_folder_is_one_error_line(ray_session, tiny_model, tm
     assert code == 2 and errors == [f"error: cannot use output_path '{out}': cannot write to it (permission "
                                     f"denied)"], captured.err
     assert list(out.iterdir()) == []
+
+
+# --- corrupt data in the middle of a file ----------------------------------------------------------------------------
+
+
+def test_a_flac_with_garbage_in_its_middle_is_an_error_row_never_a_shorter_transcript(ray_session, tiny_model,
+                                                                                       tmp_path):
+    """8 KiB of garbage in the middle of a 16 s FLAC: libsndfile loses sync, PyAV used to skip the damage, and the row
+    came out with no error, 0.4 s less audio and a `truncated` warning. Now: an error row (stage decode) that keeps
+    the segments decoded before the damage, and none from after it."""
+    from tests.audio_factory import bursts
+
+    buffer = io.BytesIO()
+    sf.write(buffer, bursts(16.0, [(0.3, 3.5), (4.2, 7.5), (8.5, 12.0), (12.8, 15.6)]), 16000, format="FLAC",
+             subtype="PCM_16")
+    damaged = bytearray(buffer.getvalue())
+    middle = len(damaged) // 2
+    damaged[middle:middle + 8192] = np.random.default_rng(5).bytes(8192)
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "damaged.flac").write_bytes(bytes(damaged))
+    (tmp_path / "audio" / "good.wav").write_bytes(GOOD)
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"audio_filepath": "audio/damaged.flac"},
+                                                     {"audio_filepath": "audio/good.wav"}])
+    out = tmp_path / "out"
+    summary = run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}",
+                        "segmenting.max_seconds=4", "segmenting.min_seconds=2"]))
+    assert summary.rows == 2 and summary.failed_rows == 1 and summary.errors_by_stage == {"decode": 1}
+    row = duckdb.sql(f"select error_stage, error, warnings, duration, num_segments from "
+                     f"read_parquet('{out}/recordings/*.parquet') where audio_filepath = 'audio/damaged.flac'").fetchall()[0]
+    stage, error, warnings, duration, segments = row
+    found = re.fullmatch(r"corrupt or unsupported audio: decoding failed at \d+\.\d s \(soundfile: .+; pyav: "
+                         r"corrupt data at (\d+\.\d) s: \d+\.\d+ s of audio could not be decoded\)", error)
+    assert stage == "decode" and found, error
+    assert warnings is None  # no `truncated` claim about a file that is damaged, not short
+    damage = float(found.group(1))
+    assert 6.0 < damage < 9.0
+    # What was decoded before the damage is kept (segments up to it), nothing from after it.
+    assert segments >= 1 and duration is not None and duration <= damage + 0.05
+    ends = duckdb.sql(f"select max(\"end\") from read_parquet('{out}/segments/*.parquet') s join "
+                      f"read_parquet('{out}/recordings/*.parquet') r using (row_id) "
+                      f"where r.audio_filepath = 'audio/damaged.flac'").fetchall()[0][0]
+    assert ends is not None and ends <= damage + 0.05
