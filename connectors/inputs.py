@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from connectors.manifests import ManifestRow, iter_audio_dir, manifest_urls, read_manifest
-from connectors.storage import expand, filesystem, redact
+from connectors.storage import NoMatch, expand, filesystem, redact
 
 MANIFEST = "manifest"
 AUDIO_DIR = "audio_dir"
@@ -46,12 +46,13 @@ def iter_rows(source: InputSource) -> Iterator[ManifestRow]:
     return ROW_READERS[source.kind](source.url)
 
 
-def find_inputs(dataset_manifest: str | None, audio_dir: str | None) -> list[InputSource]:
+def find_inputs(dataset_manifest: str | list[str] | None, audio_dir: str | None) -> list[InputSource]:
     """The inputs named by the job's settings (exactly one of the two is set), each checked to hold something."""
     if dataset_manifest:
-        urls = manifest_urls(expand(dataset_manifest))
-        if not urls:
-            raise InputError(f"dataset_manifest {redact(dataset_manifest)!r} matches no file")
+        try:
+            urls = manifest_urls(expand(dataset_manifest))
+        except (NoMatch, OSError) as error:  # a part that names nothing or a folder; a listing that failed
+            raise InputError(f"dataset_manifest {redact(str(error))}") from None
         for url in urls:
             if not _has_content(url):
                 raise InputError(f"manifest {redact(url)} is empty: nothing to transcribe")

@@ -29,7 +29,7 @@ import re
 import socket
 import stat
 import time
-from typing import IO, Callable, TypeVar
+from typing import IO, Callable, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 import fsspec
@@ -109,6 +109,14 @@ class FetchConnectionError(FetchError, ConnectionError):
 
 class NotARegularFile(FetchError):
     """A local path that is a FIFO, a socket or a device: reading it could block forever or never end."""
+
+
+class NoMatch(ValueError):
+    """A path or glob that names no file, or names a folder (`expand`); the message names the part."""
+
+
+class OutputNotWritable(PermissionError):
+    """An output folder this process cannot write to; the message is one line without the path."""
 
 
 class BucketNotFound(FileNotFoundError):
@@ -501,14 +509,18 @@ def _netloc(url: str) -> str:
 def ensure_output_folder(path: str) -> None:
     """Make `path` ready to be written to, creating folders but never a bucket: a local folder (and its parents) is
     created; on object stores (s3, gs, az, ...) the bucket must exist (BucketNotFound otherwise) and nothing is
-    created (a prefix needs no creating). Use this instead of `fs.makedirs(output_path)`, which creates a missing
-    bucket on s3 (s3fs's mkdir does)."""
+    created (a prefix needs no creating). A local folder that this process cannot write to raises OutputNotWritable.
+    Use this instead of `fs.makedirs(output_path)`, which creates a missing bucket on s3 (s3fs's mkdir does)."""
     protocol = protocol_of(path)
     fs, fs_path = filesystem(path)
     if isinstance(fs, LocalFileSystem):
         if os.path.exists(fs_path) and not os.path.isdir(fs_path):
             raise NotADirectoryError(errno.ENOTDIR, "output_path is a file, not a folder", path)
         os.makedirs(fs_path, exist_ok=True)
+        # An existing folder may be read-only (its mode, a read-only mount, the immutable attribute): said here,
+        # before any work, rather than as a traceback at the first write.
+        if not os.access(fs_path, os.W_OK | os.X_OK):
+            raise OutputNotWritable("cannot write to it (permission denied)")
         return
     if protocol not in _BUCKET_PROTOCOLS:
         fs.makedirs(fs_path, exist_ok=True)
@@ -532,17 +544,51 @@ def _bucket_exists(fs: fsspec.AbstractFileSystem, bucket: str, protocol: str) ->
     return with_retries(lambda: fs.exists(bucket))
 
 
-def expand(pattern: str) -> list[str]:
-    """A path, a glob, or a comma-separated list of either, as a sorted list of existing files (full URLs)."""
+def expand(pattern: str | Sequence[str]) -> list[str]:
+    """Every file that `pattern` names, as full URLs, in the order given (a glob's matches sorted).
+
+    `pattern` is a list of paths or globs (each taken as it is: any character, commas included), or one string: the
+    path of something that exists, whatever characters it holds, else a comma-separated list. Each part is the file
+    of that exact name when one exists (`calls[1].jsonl` is that file, even beside `calls1.jsonl`), else a glob
+    (`*`, `?`, `[...]`, `**`). Every part must name at least one file: a part that matches nothing, names a folder,
+    or whose glob matches a folder raises NoMatch naming that part (a typo in a list is never dropped)."""
+    if isinstance(pattern, str):
+        whole = pattern.strip()
+        parts = [whole] if _kind(*filesystem(whole)) else [p.strip() for p in pattern.split(",") if p.strip()]
+    else:
+        parts = list(pattern)
     found: list[str] = []
-    for part in [p.strip() for p in pattern.split(",") if p.strip()]:
-        fs, fs_path = filesystem(part)
-        if any(ch in fs_path for ch in "*?["):
-            matches = sorted(fs.glob(fs_path))
-        else:
-            matches = [fs_path] if fs.isfile(fs_path) else []
-        found.extend(unstrip(fs, m) for m in matches)
+    for part in parts:
+        found.extend(_expand_one(part))
     return found
+
+
+def _expand_one(part: str) -> list[str]:
+    fs, fs_path = filesystem(part)
+    kind = _kind(fs, fs_path)
+    if kind == "file":
+        return [unstrip(fs, fs_path)]
+    if kind == "directory":
+        raise NoMatch(f"{part!r} is a folder, not a file")
+    if not any(ch in fs_path for ch in "*?["):
+        raise NoMatch(f"{part!r} matches no file")
+    matches = with_retries(lambda: fs.glob(fs_path, detail=True))
+    if not matches:
+        raise NoMatch(f"{part!r} matches no file")
+    for path, info in sorted(matches.items()):
+        if info.get("type") == "directory":
+            raise NoMatch(f"{part!r} matches a folder, {unstrip(fs, path)}, not only files")
+    return [unstrip(fs, path) for path in sorted(matches)]
+
+
+def _kind(fs: fsspec.AbstractFileSystem, fs_path: str) -> str | None:
+    """'file', 'directory' (a folder, or on an object store a prefix that holds objects), or None: nothing by that
+    exact name."""
+    try:
+        info = with_retries(lambda: fs.info(fs_path))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return "directory" if info.get("type") == "directory" else "file"
 
 
 def normalise_url(url: str) -> str:

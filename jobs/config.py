@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
@@ -135,5 +136,16 @@ def load_structured(schema: type[T], overrides: list[str], config_file: str | Pa
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None)
         raise ConfigError(f"bad value for {key}: {str(error).splitlines()[0]}") from None
+    except yaml.YAMLError as error:  # a value OmegaConf parses as YAML: `key=[a` or an unquoted `[` in a list
+        raise ConfigError(f"cannot read the configuration: {_yaml_problem(error)}") from None
     except ValueError as error:  # a section's own check (its dataclass __post_init__)
         raise ConfigError(f"bad settings: {error}") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML parse error in one line: what is wrong and in which text (a value, or the file's line)."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    text = (mark.buffer or "").rstrip("\0") if mark is not None else ""
+    where = f" in {text!r}" if text and "\n" not in text.strip() else (f" at line {mark.line + 1}" if mark else "")
+    return f"not valid YAML ({problem}){where}"

@@ -58,6 +58,8 @@ class RunSummary:
 def _clean(value):
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
     return redact(value) if isinstance(value, str) else value
 
 

@@ -69,8 +69,10 @@ class JobSpec:
                               "a .nemo file (local, or s3://... copied once per node) or a pretrained name")
     model_adapter: str = setting("nemotron_rnnt", "the model adapter (pipeline/models/), or module:Class of your "
                                                   "own")
-    dataset_manifest: Optional[str] = setting(None, "JSON-lines manifest(s): a path, a glob, or a comma-separated "
-                                                    "list; local or any fsspec URL")
+    # Any: a string or a list (OmegaConf's str would refuse the list); `check` allows only those.
+    dataset_manifest: Any = setting(None, "JSON-lines manifest(s), local or any fsspec URL: a path (an existing file "
+                                          "is that file, whatever characters its name holds), a glob, a "
+                                          "comma-separated list, or a list [a, b] (any names); each must match")
     audio_dir: Optional[str] = setting(None, "instead of a manifest: every audio file under this folder or prefix")
     output_path: str = setting(MISSING, "output folder, local or s3:// (required); a rerun into it resumes")
     target_lang: str = setting("auto", "a locale or alias of the checkpoint (en-US, de, ...) or auto; a manifest "
@@ -124,7 +126,31 @@ def load_spec(overrides: list[str], config_file: str | Path | None = DEFAULT_CON
 
 
 def _normalised(spec: JobSpec) -> JobSpec:
-    return dataclasses.replace(spec, target_lang=yaml_name(spec.target_lang).strip())
+    return dataclasses.replace(spec, target_lang=yaml_name(spec.target_lang).strip(),
+                               dataset_manifest=_manifest_value(spec.dataset_manifest))
+
+
+def _manifest_value(value: Any) -> str | list[str] | None:
+    """dataset_manifest as a string or a list of strings. YAML makes `123` a number (a str field used to turn it
+    into '123'); anything else that is not a path is refused here, with the entry it is about."""
+    def path(item: Any, what: str) -> str:
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            return str(item)
+        if not isinstance(item, str):
+            kind = "an object" if isinstance(item, dict) else "a list" if isinstance(item, list) else repr(item)
+            raise ConfigError(f"{what}; got {kind}")
+        return item
+
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        entries = [path(item, f"dataset_manifest entry {i} must be a path or a glob")
+                   for i, item in enumerate(value, 1)]
+        for i, entry in enumerate(entries, 1):
+            if not entry.strip():
+                raise ConfigError(f"dataset_manifest entry {i} is empty")
+        return entries
+    return path(value, "dataset_manifest must be a path, a glob, a comma-separated list or a list of them")
 
 
 def _finite(name: str, value: float | None, low: float, high: float, *, low_open: bool = False) -> None:

@@ -24,7 +24,7 @@ from collections import Counter
 
 from connectors.lease import LeaseHeld
 from connectors.output_store import NotOurs
-from connectors.storage import redact
+from connectors.storage import describe_fetch_error, redact
 from jobs import console
 from jobs.cluster import actor_pool, connect_ray
 from jobs.config import ConfigError, run_command
@@ -60,9 +60,9 @@ def run(p: Plan) -> RunSummary:
         lease.acquire()
     except (LeaseHeld, NotOurs) as refused:
         raise ConfigError(str(refused)) from None
-    except OSError as error:  # a read-only folder, a denied bucket: the user's to fix, before any work
-        raise ConfigError(f"cannot write to output_path {redact(p.store.url)}: {type(error).__name__}: "
-                          f"{redact(str(error))}") from None
+    except OSError as error:  # the marker and the lease are the first writes: a folder (or bucket) refusing writes
+        raise ConfigError(f"cannot write to output_path {redact(p.spec.output_path)!r}: "
+                          f"{redact(describe_fetch_error(error, p.spec.output_path))}") from None
     try:
         return _run(p, run_id)
     finally:

@@ -62,6 +62,13 @@ _MAX_REASON_CHARS = 120
 _UNREAD_SLACK = 16 * 1024
 
 
+# Codecs whose timestamps count samples exactly (lossless): a frame that starts later than the samples delivered so
+# far means FFmpeg skipped data it could not decode (it resyncs at the next frame header and says so only in its log).
+# Lossy codecs' timestamps jitter by a frame and their decoders resync silently too (see README "Limits").
+_SAMPLE_EXACT_CODECS = ("flac", "alac", "wavpack", "tta", "ape", "mlp", "truehd")
+_SKIP_TOLERANCE_SECONDS = 0.001
+
+
 class AudioDecodeError(ValueError):
     """A file that cannot become audio; the message is short and specific, for the output row's `error` column."""
 
@@ -108,6 +115,15 @@ class _DecoderFailed(Exception):
         self.reason = reason
         # True when the decoder did not even recognise the bytes as a format it knows (vs. recognised but broken).
         self.unrecognised = unrecognised
+
+
+class _SkippedData(_DecoderFailed):
+    """The decoder went past data it could not decode and carried on after it: corrupt data in the middle of the
+    file, never to be passed off as a shorter recording (nor as a truncated one)."""
+
+
+class _CorruptMidway(AudioDecodeError):
+    """AudioDecodeError for corrupt data that the file continues after (as opposed to data that simply ends)."""
 
 
 def probe_duration(data: bytes) -> float | None:
@@ -181,9 +197,15 @@ def stream_audio(
     audio: decoding failed at 12.3 s (soundfile: ...; pyav: ...)").
 
     When libsndfile fails midway (it does on some truncated or corrupt FLAC, and on FLAC headers that lie about the
-    length), decoding goes on with PyAV from the same source position, as decode_audio's fallback always did for the
-    whole file; the join is exact for PCM and FLAC (codec delay could shift it for lossy formats), and `info.decoder`
-    still names soundfile. `max_duration` and `block_seconds` must be positive; block_seconds is capped so that one
+    length), decoding goes on with PyAV, which restarts the file from its beginning and drops the frames already
+    decoded (a fallback never seeks or skips inside a file); the join is exact for PCM and FLAC (codec delay could
+    shift it for lossy formats), and `info.decoder` still names soundfile. Corrupt data that the file continues after
+    is an error, never a shorter recording: for codecs whose timestamps count samples (FLAC, PCM, ALAC, ...), a frame
+    that PyAV skipped (FFmpeg resyncs past what it cannot decode) shows as a timestamp ahead of the samples delivered,
+    and raises "corrupt data at 7.9 s: 0.26 s of audio could not be decoded" (within the midway message). Data that
+    simply ends (a truncated file) is not corrupt: decoded as far as it goes, with a `truncated` warning. Before a
+    failure midway is raised, the audio decoded before it (the block in hand too) has been yielded, so a caller keeps
+    what came before the failure. `max_duration` and `block_seconds` must be positive; block_seconds is capped so that one
     block holds at most 2**22 samples (about 43 s of 48 kHz stereo).
 
     `info.report` (a DecodeReport) is filled in as the iterator runs and is complete once it is exhausted: the
@@ -387,6 +409,11 @@ class _PyAVReader:
         self._pending: list[NDArray[np.float32]] = []
         self._pending_frames = 0
         self._eof = False
+        codec = self._stream.codec_context.name
+        self._sample_exact = codec in _SAMPLE_EXACT_CODECS or codec.startswith("pcm_")
+        self._first_sample: int | None = None  # the first frame's timestamp, in samples
+        self._received = 0  # samples the decoder has handed over
+        self._skipped: _SkippedData | None = None  # found while reading a block; raised at the next read
 
     def start(self) -> None:
         """Decode the first frame: its rate and layout are what every later frame is converted to."""
@@ -402,6 +429,7 @@ class _PyAVReader:
             # stay the source's, because channels are kept apart and soxr does the rate conversion.
             self._resampler = av.AudioResampler(format="flt", layout=first.layout, rate=self.rate)
             self._block_frames = _block_frames(self._block_seconds, self.rate, self.channels)
+            self._check_continuous(first)
             self._convert(first)
         except _DecoderFailed:
             raise
@@ -409,6 +437,8 @@ class _PyAVReader:
             raise _DecoderFailed(_reason(e)) from None
 
     def read(self) -> NDArray[np.float32]:
+        if self._skipped is not None:
+            raise self._skipped
         try:
             while not self._eof and self._pending_frames < self._block_frames:
                 frame = next(self._frames, None) if self._frames is not None else None
@@ -417,7 +447,14 @@ class _PyAVReader:
                     if self._resampler is not None:
                         self._convert(None)  # flush what the converter holds back
                 else:
+                    self._check_continuous(frame)
                     self._convert(frame)
+        except _SkippedData as skipped:
+            if not self._pending:
+                raise
+            # The audio before the damage is good: handed over now, the failure at the next read (a row keeps the
+            # segments decoded before a failure midway, even when the damage lies in the first block).
+            self._skipped, self._eof = skipped, True
         except _DecoderFailed:
             raise
         except Exception as e:  # noqa: BLE001
@@ -426,6 +463,22 @@ class _PyAVReader:
         if not pending:
             return np.zeros((0, max(self.channels, 0)), dtype=np.float32)
         return pending[0] if len(pending) == 1 else np.concatenate(pending, axis=0)
+
+    def _check_continuous(self, frame: av.AudioFrame) -> None:
+        """For sample-exact codecs: a frame must start where the samples delivered so far end. FFmpeg skips a frame
+        it cannot decode (logging "invalid sync code", "decode_frame() failed") and goes on at the next one; the
+        next frame's timestamp then lies ahead of the count, and the difference is the audio that was lost."""
+        if not self._sample_exact or frame.pts is None or frame.time_base is None or self.rate <= 0:
+            self._received += frame.samples
+            return
+        at = int(round(frame.pts * frame.time_base * self.rate))
+        if self._first_sample is None:
+            self._first_sample = at - self._received
+        expected = self._first_sample + self._received
+        if at - expected > max(2, int(_SKIP_TOLERANCE_SECONDS * self.rate)):
+            raise _SkippedData(f"corrupt data at {self._received / self.rate:.1f} s: "
+                               f"{(at - expected) / self.rate:.2f} s of audio could not be decoded")
+        self._received += frame.samples
 
     def _convert(self, frame: av.AudioFrame | None) -> None:
         assert self._resampler is not None
@@ -530,19 +583,28 @@ def _stream_blocks(
             end = position + block.shape[0]
             report.observe(block)
             try:
-                upcoming = reader.read()
-            except _DecoderFailed as failure:
+                try:
+                    upcoming = reader.read()
+                except _DecoderFailed as failure:
+                    _raise_read_failure(fileobj)
+                    if reader.decoder != "soundfile":
+                        raise AudioDecodeError(_midway(end / rate, reader.prior_failure, failure.reason)) from None
+                    reader.close()
+                    reader, upcoming = _resume_with_pyav(fileobj, end, rate, channels, failure.reason,
+                                                         block_seconds)
+                    report.decoder_switch = (f"decoder switched midway: soundfile failed at {end / rate:.1f} s "
+                                             f"({failure.reason}); pyav decoded the rest")
                 _raise_read_failure(fileobj)
-                if reader.decoder != "soundfile":
-                    raise AudioDecodeError(_midway(end / rate, reader.prior_failure, failure.reason)) from None
-                reader.close()
-                reader, upcoming = _resume_with_pyav(fileobj, end, rate, channels, failure.reason, block_seconds)
-                report.decoder_switch = (f"decoder switched midway: soundfile failed at {end / rate:.1f} s "
-                                         f"({failure.reason}); pyav decoded the rest")
-            _raise_read_failure(fileobj)
-            if upcoming.shape[0] == 0 and reader.decoder == "soundfile" and reader.source_format.startswith("FLAC/") \
-                    and _unread_bytes(fileobj) > _UNREAD_SLACK:
-                reader, upcoming = _past_the_header_end(fileobj, reader, end, block_seconds, report)
+                if upcoming.shape[0] == 0 and reader.decoder == "soundfile" \
+                        and reader.source_format.startswith("FLAC/") and _unread_bytes(fileobj) > _UNREAD_SLACK:
+                    reader, upcoming = _past_the_header_end(fileobj, reader, end, block_seconds, report)
+            except AudioDecodeError:
+                # The block in hand was decoded before the failure: it is handed on (the resampler flushed), so the
+                # row keeps every segment before the failure; then the failure ends the recording.
+                out = block if resampler is None else resampler.resample_chunk(block, last=True)
+                if out.shape[0] > 0:
+                    yield _planar(out)
+                raise
             last = upcoming.shape[0] == 0
             out = block if resampler is None else resampler.resample_chunk(block, last=last)
             position = end
@@ -571,6 +633,8 @@ def _past_the_header_end(
     try:
         alt, more = _resume_with_pyav(fileobj, position, rate, channels, "stopped at the header's length",
                                       block_seconds)
+    except _CorruptMidway:
+        raise  # data that PyAV skipped: corrupt in the middle, not the end of the recording
     except AudioDecodeError:
         return reader, np.zeros((0, channels), dtype=np.float32)  # nothing decodable after it: trailing data
     if more.shape[0] == 0:
@@ -620,7 +684,8 @@ def _resume_with_pyav(
     except _DecoderFailed as failure:
         alt.close()
         _raise_read_failure(fileobj)
-        raise AudioDecodeError(_midway(position / rate, sf_reason, failure.reason)) from None
+        kind = _CorruptMidway if isinstance(failure, _SkippedData) else AudioDecodeError
+        raise kind(_midway(position / rate, sf_reason, failure.reason)) from None
     except BaseException:
         alt.close()
         raise

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from connectors import storage
-from connectors.storage import expand, is_transient, is_url, parent_of, protocol_of, read_bytes, resolve, with_retries
+from connectors.storage import (NoMatch, expand, is_transient, is_url, parent_of, protocol_of, read_bytes, resolve,
+                                with_retries)
 
 # --- URL helpers --------------------------------------------------------------------------------------------------
 
@@ -81,20 +82,61 @@ def test_expand_comma_list(manifest_dir) -> None:
     assert got == [f"{manifest_dir}/c.json", f"{manifest_dir}/sub/d.jsonl", f"{manifest_dir}/a.jsonl"]
 
 
-def test_expand_missing(manifest_dir) -> None:
-    assert expand(f"{manifest_dir}/nope.jsonl") == []
-    assert expand(f"{manifest_dir}/*.csv") == []
-    # A folder is not a manifest file.
-    assert expand(f"{manifest_dir}/sub") == []
-    assert expand(f"{manifest_dir}/nope.jsonl,{manifest_dir}/a.jsonl") == [f"{manifest_dir}/a.jsonl"]
+def test_expand_every_part_must_match(manifest_dir) -> None:
+    """A part that matches nothing is refused, naming the part: a typo in a list is never dropped silently."""
+    with pytest.raises(NoMatch, match=rf"^'{manifest_dir}/nope\.jsonl' matches no file$"):
+        expand(f"{manifest_dir}/nope.jsonl")
+    with pytest.raises(NoMatch, match=r"^'.*/\*\.csv' matches no file$"):
+        expand(f"{manifest_dir}/*.csv")
+    with pytest.raises(NoMatch, match=rf"^'{manifest_dir}/aa\.jsonl' matches no file$"):
+        expand(f"{manifest_dir}/a.jsonl,{manifest_dir}/aa.jsonl")
+    with pytest.raises(NoMatch, match=rf"^'{manifest_dir}/aa\.jsonl' matches no file$"):
+        expand([f"{manifest_dir}/a.jsonl", f"{manifest_dir}/aa.jsonl"])
+
+
+def test_expand_folders_are_refused_by_name(manifest_dir) -> None:
+    # A folder is not a manifest file, named directly or matched by a glob: refused, never opened.
+    with pytest.raises(NoMatch, match=rf"^'{manifest_dir}/sub' is a folder, not a file$"):
+        expand(f"{manifest_dir}/sub")
+    with pytest.raises(NoMatch, match=rf"^'{manifest_dir}/\*' matches a folder, {manifest_dir}/sub, not only files$"):
+        expand(f"{manifest_dir}/*")
+
+
+def test_expand_exact_names_are_exact(tmp_path) -> None:
+    """A name that exists is that file, whatever characters it holds; a glob applies only where nothing exists by
+    the name."""
+    for name in ["calls[1].jsonl", "calls1.jsonl", "star*.jsonl", "starry.jsonl", "what?.jsonl", "whats.jsonl",
+                 "a,b/m.jsonl", "a/m.jsonl", "b/m.jsonl"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+    assert expand(f"{tmp_path}/calls[1].jsonl") == [f"{tmp_path}/calls[1].jsonl"]
+    assert expand(f"{tmp_path}/star*.jsonl") == [f"{tmp_path}/star*.jsonl"]
+    assert expand(f"{tmp_path}/what?.jsonl") == [f"{tmp_path}/what?.jsonl"]
+    # A comma inside a folder name: the whole string names a file, so it is that file; or the list form.
+    assert expand(f"{tmp_path}/a,b/m.jsonl") == [f"{tmp_path}/a,b/m.jsonl"]
+    assert expand([f"{tmp_path}/a,b/m.jsonl", f"{tmp_path}/calls[1].jsonl"]) == [
+        f"{tmp_path}/a,b/m.jsonl", f"{tmp_path}/calls[1].jsonl"]
+    # Where nothing exists by the name, it is a glob (and the comma form a list).
+    assert expand(f"{tmp_path}/calls[0-9].jsonl") == [f"{tmp_path}/calls1.jsonl"]
+    assert expand(f"{tmp_path}/a/m.jsonl,{tmp_path}/b/m.jsonl") == [f"{tmp_path}/a/m.jsonl", f"{tmp_path}/b/m.jsonl"]
 
 
 def test_expand_s3(s3fs_client, bucket) -> None:
-    for key in ["m/2.jsonl", "m/1.jsonl", "m/x.txt"]:
+    for key in ["m/2.jsonl", "m/1.jsonl", "m/x.txt", "m/calls[1].jsonl", "m/calls1.jsonl", "m/sub/d.jsonl",
+                "a,b/m.jsonl"]:
         s3fs_client.pipe(f"{bucket}/{key}", b"{}\n")
-    assert expand(f"s3://{bucket}/m/*.jsonl") == [f"s3://{bucket}/m/1.jsonl", f"s3://{bucket}/m/2.jsonl"]
+    assert expand(f"s3://{bucket}/m/*.jsonl") == [f"s3://{bucket}/m/1.jsonl", f"s3://{bucket}/m/2.jsonl",
+                                                  f"s3://{bucket}/m/calls1.jsonl", f"s3://{bucket}/m/calls[1].jsonl"]
     assert expand(f"s3://{bucket}/m/x.txt") == [f"s3://{bucket}/m/x.txt"]
-    assert expand(f"s3://{bucket}/m/missing.jsonl") == []
+    assert expand(f"s3://{bucket}/m/calls[1].jsonl") == [f"s3://{bucket}/m/calls[1].jsonl"]
+    assert expand(f"s3://{bucket}/a,b/m.jsonl") == [f"s3://{bucket}/a,b/m.jsonl"]
+    assert expand([f"s3://{bucket}/a,b/m.jsonl"]) == [f"s3://{bucket}/a,b/m.jsonl"]
+    with pytest.raises(NoMatch, match=rf"^'s3://{bucket}/m/missing\.jsonl' matches no file$"):
+        expand(f"s3://{bucket}/m/1.jsonl,s3://{bucket}/m/missing.jsonl")
+    with pytest.raises(NoMatch, match=rf"^'s3://{bucket}/m/sub' is a folder, not a file$"):
+        expand(f"s3://{bucket}/m/sub")
+    with pytest.raises(NoMatch, match=rf"^'s3://{bucket}/m/\*' matches a folder, s3://{bucket}/m/sub, not only"):
+        expand(f"s3://{bucket}/m/*")
 
 
 # --- read_bytes ---------------------------------------------------------------------------------------------------

@@ -281,3 +281,138 @@ def test_manifest_of_blank_lines_only_is_empty_too(ray_session, tiny_model, tmp_
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(manifest) in errors[0] and "empty" in errors[0]
     assert not (out / "recordings").exists()
+
+
+# --- the manifests named: exact names are exact, every part must match ---------------------------------------------
+
+
+def _one_error(captured) -> list[str]:
+    assert "Traceback" not in captured.err, captured.err
+    return [line for line in captured.err.splitlines() if line.startswith("error:")]
+
+
+def test_a_manifest_named_with_glob_characters_is_that_file(ray_session, tiny_model, tmp_path, capsys):
+    """`calls[1].jsonl` is that file, not the glob that matches `calls1.jsonl` beside it (which read the wrong
+    manifest and exited 0)."""
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "right.wav").write_bytes(GOOD)
+    (tmp_path / "audio" / "wrong.wav").write_bytes(GOOD)
+    write_manifest(tmp_path / "calls[1].jsonl", [{"audio_filepath": "audio/right.wav"}])
+    write_manifest(tmp_path / "calls1.jsonl", [{"audio_filepath": "audio/wrong.wav"}])
+    out = tmp_path / "out"
+    assert main([f"model_path={tiny_model}", f"dataset_manifest={tmp_path}/calls[1].jsonl", f"output_path={out}"]) == 0
+    rows = duckdb.sql(f"select manifest, audio_url, error from read_parquet('{out}/recordings/*.parquet')").fetchall()
+    assert rows == [(f"{tmp_path}/calls[1].jsonl", f"{tmp_path}/audio/right.wav", None)]
+
+
+@pytest.mark.parametrize("kind", ["typo-in-comma-list", "typo-in-list", "folder", "glob-matching-a-folder",
+                                  "unbalanced-bracket"])
+def test_a_manifest_that_names_nothing_or_a_folder_is_one_error_line(ray_session, tiny_model, tmp_path, capsys,
+                                                                      kind):
+    write_manifest(tmp_path / "good.jsonl", [{"audio_filepath": "a.wav"}])
+    (tmp_path / "calls" / "audio").mkdir(parents=True)
+    write_manifest(tmp_path / "calls" / "m.jsonl", [{"audio_filepath": "a.wav"}])
+    value, expected = {
+        "typo-in-comma-list": (f"{tmp_path}/good.jsonl,{tmp_path}/goood.jsonl",
+                               f"error: dataset_manifest '{tmp_path}/goood.jsonl' matches no file"),
+        "typo-in-list": (f"['{tmp_path}/good.jsonl','{tmp_path}/goood.jsonl']",
+                         f"error: dataset_manifest '{tmp_path}/goood.jsonl' matches no file"),
+        "folder": (f"{tmp_path}/calls", f"error: dataset_manifest '{tmp_path}/calls' is a folder, not a file"),
+        "glob-matching-a-folder": (f"{tmp_path}/calls/*", f"error: dataset_manifest '{tmp_path}/calls/*' matches a "
+                                                          f"folder, {tmp_path}/calls/audio, not only files"),
+        "unbalanced-bracket": (f"[{tmp_path}/good.jsonl", "error: cannot read the configuration: not valid YAML ("),
+    }[kind]
+    out = tmp_path / "out"
+    code = main([f"model_path={tiny_model}", f"dataset_manifest={value}", f"output_path={out}"])
+    captured = capsys.readouterr()
+    errors = _one_error(captured)
+    assert code == 2 and len(errors) == 1, captured.err
+    assert errors[0] == expected if kind != "unbalanced-bracket" else errors[0].startswith(expected)
+    assert not (out / "recordings").exists()
+
+
+# --- an output folder the job cannot write to -----------------------------------------------------------------------
+
+
+def _make_read_only(folder) -> str | None:
+    """Make `folder` read-only for this process: its mode for a normal user, the immutable attribute for root (whom
+    the mode does not stop). Returns how, or None when neither holds here."""
+    import subprocess
+
+    folder.chmod(0o555)
+    probe = folder / "probe"
+    try:
+        probe.write_text("x")
+    except OSError:
+        return "mode"
+    probe.unlink()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        return "immutable"
+    return None
+
+
+def test_a_read_only_output_folder_is_one_error_line(ray_session, tiny_model, tmp_path, capsys):
+    """An existing output folder made read-only ended in an OSError traceback on `_lease.json`."""
+    import subprocess
+
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "a.wav").write_bytes(GOOD)
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"audio_filepath": "audio/a.wav"}])
+    out = tmp_path / "out"
+    out.mkdir()
+    how = _make_read_only(out)
+    try:
+        if how is None:
+            pytest.skip("cannot make a folder read-only for this user here")
+        code = main([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}"])
+    finally:
+        if how == "immutable":
+            subprocess.run(["chattr", "-i", str(out)], check=True)
+        out.chmod(0o755)
+    captured = capsys.readouterr()
+    errors = _one_error(captured)
+    assert code == 2 and errors == [f"error: cannot use output_path '{out}': cannot write to it (permission "
+                                    f"denied)"], captured.err
+    assert list(out.iterdir()) == []
+
+
+# --- corrupt data in the middle of a file ----------------------------------------------------------------------------
+
+
+def test_a_flac_with_garbage_in_its_middle_is_an_error_row_never_a_shorter_transcript(ray_session, tiny_model,
+                                                                                       tmp_path):
+    """8 KiB of garbage in the middle of a 16 s FLAC: libsndfile loses sync, PyAV used to skip the damage, and the row
+    came out with no error, 0.4 s less audio and a `truncated` warning. Now: an error row (stage decode) that keeps
+    the segments decoded before the damage, and none from after it."""
+    from tests.audio_factory import bursts
+
+    buffer = io.BytesIO()
+    sf.write(buffer, bursts(16.0, [(0.3, 3.5), (4.2, 7.5), (8.5, 12.0), (12.8, 15.6)]), 16000, format="FLAC",
+             subtype="PCM_16")
+    damaged = bytearray(buffer.getvalue())
+    middle = len(damaged) // 2
+    damaged[middle:middle + 8192] = np.random.default_rng(5).bytes(8192)
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "damaged.flac").write_bytes(bytes(damaged))
+    (tmp_path / "audio" / "good.wav").write_bytes(GOOD)
+    manifest = write_manifest(tmp_path / "m.jsonl", [{"audio_filepath": "audio/damaged.flac"},
+                                                     {"audio_filepath": "audio/good.wav"}])
+    out = tmp_path / "out"
+    summary = run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}",
+                        "segmenting.max_seconds=4", "segmenting.min_seconds=2"]))
+    assert summary.rows == 2 and summary.failed_rows == 1 and summary.errors_by_stage == {"decode": 1}
+    row = duckdb.sql(f"select error_stage, error, warnings, duration, num_segments from "
+                     f"read_parquet('{out}/recordings/*.parquet') where audio_filepath = 'audio/damaged.flac'").fetchall()[0]
+    stage, error, warnings, duration, segments = row
+    found = re.fullmatch(r"corrupt or unsupported audio: decoding failed at \d+\.\d s \(soundfile: .+; pyav: "
+                         r"corrupt data at (\d+\.\d) s: \d+\.\d+ s of audio could not be decoded\)", error)
+    assert stage == "decode" and found, error
+    assert warnings is None  # no `truncated` claim about a file that is damaged, not short
+    damage = float(found.group(1))
+    assert 6.0 < damage < 9.0
+    # What was decoded before the damage is kept (segments up to it), nothing from after it.
+    assert segments >= 1 and duration is not None and duration <= damage + 0.05
+    ends = duckdb.sql(f"select max(\"end\") from read_parquet('{out}/segments/*.parquet') s join "
+                      f"read_parquet('{out}/recordings/*.parquet') r using (row_id) "
+                      f"where r.audio_filepath = 'audio/damaged.flac'").fetchall()[0][0]
+    assert ends is not None and ends <= damage + 0.05

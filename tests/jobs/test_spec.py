@@ -100,6 +100,27 @@ def test_config_file_is_read(tmp_path) -> None:
         "s3://b/out", "s3://b/m/*.jsonl", 2, "split")
 
 
+def test_dataset_manifest_list_form_carries_any_path(tmp_path) -> None:
+    """Beside the comma form (for names without commas), a YAML/JSON list whose entries may hold any character."""
+    spec = load_spec(["output_path=/o", 'dataset_manifest=["/data/a,b/m.jsonl","/data/calls[1].jsonl"]'])
+    assert spec.dataset_manifest == ["/data/a,b/m.jsonl", "/data/calls[1].jsonl"]
+    assert load_spec(["output_path=/o", "dataset_manifest=/a.jsonl,/b.jsonl"]).dataset_manifest == "/a.jsonl,/b.jsonl"
+    conf = tmp_path / "job.yaml"
+    conf.write_text("output_path: /o\ndataset_manifest:\n  - /data/a,b/m.jsonl\n  - s3://b/m/*.jsonl\n")
+    assert load_spec([], config_file=conf).dataset_manifest == ["/data/a,b/m.jsonl", "s3://b/m/*.jsonl"]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("{a: 1}", r"^dataset_manifest must be a path, a glob, a comma-separated list or a list of them; got an object$"),
+    ("[[/a.jsonl]]", r"^dataset_manifest entry 1 must be a path or a glob; got a list$"),
+    ("['/a.jsonl','']", r"^dataset_manifest entry 2 is empty$"),
+    ("[]", r"^set exactly one of dataset_manifest"),
+])
+def test_dataset_manifest_of_the_wrong_shape_is_one_message(value, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_spec(["output_path=/o", f"dataset_manifest={value}"])
+
+
 def test_old_flat_names_still_work_with_a_deprecation_line(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="nemotron_batch.config"):
         spec = _load("channel_mode=split", "max_segment_seconds=20", "min_segment_seconds=5", "dtype=bfloat16",
@@ -214,6 +235,7 @@ def urls_of(spec) -> list[str]:
 def test_check_inputs_manifests_normalised_each_once(tmp_path) -> None:
     (tmp_path / "a.jsonl").write_text('{"audio_filepath": "a.wav"}\n')
     (tmp_path / "b.jsonl").write_text('{"audio_filepath": "b.wav"}\n')
+    (tmp_path / "x").mkdir()  # `x/../a.jsonl` names a.jsonl only where x exists (as the kernel resolves it)
     spec = load_spec([f"output_path={tmp_path}/out/run",
                       f"dataset_manifest={tmp_path}/*.jsonl,{tmp_path}/x/../a.jsonl,{tmp_path}/a.jsonl"])
     assert urls_of(spec) == [f"{tmp_path}/a.jsonl", f"{tmp_path}/b.jsonl"]
@@ -224,6 +246,32 @@ def test_check_inputs_no_manifest_matches(tmp_path) -> None:
     spec = load_spec([f"output_path={tmp_path}/out", f"dataset_manifest={tmp_path}/*.jsonl"])
     with pytest.raises(ConfigError, match=rf"^dataset_manifest '{tmp_path}/\*\.jsonl' matches no file$"):
         check_inputs(spec)
+
+
+def test_check_inputs_exact_names_lists_and_folders(tmp_path) -> None:
+    for name in ["calls[1].jsonl", "calls1.jsonl", "good.jsonl", "a,b/m.jsonl", "dir/m.jsonl", "dir/audio/x.wav"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text('{"audio_filepath": "a.wav"}\n')
+
+    def inputs(value: str) -> list[str]:
+        return check_inputs(load_spec([f"output_path={tmp_path}/out", f"dataset_manifest={value}"]))
+
+    assert inputs(f"{tmp_path}/calls[1].jsonl") == [f"{tmp_path}/calls[1].jsonl"]  # not calls1.jsonl
+    assert inputs(f"{tmp_path}/a,b/m.jsonl") == [f"{tmp_path}/a,b/m.jsonl"]
+    assert inputs(f"['{tmp_path}/a,b/m.jsonl','{tmp_path}/good.jsonl']") == [f"{tmp_path}/a,b/m.jsonl",
+                                                                               f"{tmp_path}/good.jsonl"]
+    refusals = {
+        f"{tmp_path}/good.jsonl,{tmp_path}/goood.jsonl": f"dataset_manifest '{tmp_path}/goood.jsonl' matches no file",
+        f"['{tmp_path}/good.jsonl','{tmp_path}/goood.jsonl']":
+            f"dataset_manifest '{tmp_path}/goood.jsonl' matches no file",
+        f"{tmp_path}/dir": f"dataset_manifest '{tmp_path}/dir' is a folder, not a file",
+        f"{tmp_path}/dir/*": f"dataset_manifest '{tmp_path}/dir/*' matches a folder, {tmp_path}/dir/audio, not only "
+                             f"files",
+    }
+    for value, message in refusals.items():
+        with pytest.raises(ConfigError) as refused:
+            inputs(value)
+        assert str(refused.value) == message
 
 
 def test_check_inputs_empty_manifest(tmp_path) -> None:

@@ -5,6 +5,7 @@ source that must never pass for a shorter recording. All audio is generated here
 from __future__ import annotations
 
 import io
+import re
 import struct
 
 import numpy as np
@@ -217,6 +218,70 @@ def test_file_objects_still_decode_exactly_through_the_latch(tmp_path) -> None:
 def decode_audio_from(handle) -> np.ndarray:
     info, blocks = stream_audio(handle, block_seconds=30.0)
     return np.concatenate(list(blocks), axis=1)
+
+
+# --- corrupt data in the middle: an error, never a shorter recording ------------------------------------------------
+
+
+def with_garbage(data: bytes, at: float, size: int, seed: int = 0) -> bytes:
+    """`data` with `size` random bytes written over it at the fraction `at` of its length (data continues after)."""
+    damaged = bytearray(data)
+    start = int(len(data) * at)
+    damaged[start:start + size] = np.random.default_rng(seed).bytes(size)
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("size", [8192, 1024])
+def test_flac_with_garbage_in_the_middle_is_an_error_keeping_what_came_before(size) -> None:
+    """libsndfile loses sync on it; PyAV, the fallback, used to resync past the damage: the recording came out 0.5 s
+    short with a misleading `truncated` warning and no error."""
+    good = encode(signal(RATE, 16.0), RATE, "FLAC", "PCM_16")
+    info, blocks = stream_audio(with_garbage(good, 0.5, size), block_seconds=2.0)
+    kept = 0
+    midway = (r"^corrupt or unsupported audio: decoding failed at (\d+\.\d) s \(soundfile: .+; pyav: corrupt data at "
+              r"(\d+\.\d) s: \d+\.\d+ s of audio could not be decoded\)$")
+    with pytest.raises(AudioDecodeError, match=midway) as caught:
+        for block in blocks:
+            kept += block.shape[1]
+    assert not info.report.complete  # no length claim (no `truncated` warning) for a file that failed
+    failed_at = float(re.match(midway, str(caught.value)).group(2))
+    assert 6.0 < failed_at < 9.0  # the damage sits at about 8 s of 16
+    assert kept / RATE <= failed_at + 0.05  # what came before it is kept (the second is rounded), none after
+    assert kept / RATE >= 6.0  # ... including the block in hand when the failure was found
+    # decode_audio's first block holds the whole file: PyAV hands over what it decoded before the damage, then fails.
+    with pytest.raises(AudioDecodeError, match=midway):
+        decode_audio(with_garbage(good, 0.5, size))
+
+
+def test_flac_that_only_pyav_reads_with_garbage_in_the_middle_is_an_error() -> None:
+    """The same damage where PyAV is the only decoder from the start (libsndfile refuses the file's header)."""
+    good = encode(signal(RATE, 16.0), RATE, "FLAC", "PCM_16")
+    damaged = bytearray(with_garbage(good, 0.5, 8192))
+    damaged[8:12] = b"\xff\xff\xff\xff"  # STREAMINFO's block sizes: libsndfile refuses them, FFmpeg does not use them
+    info, blocks = stream_audio(bytes(damaged), block_seconds=2.0)
+    assert info.decoder == "pyav"
+    with pytest.raises(AudioDecodeError, match=r"^corrupt or unsupported audio: decoding failed at \d+\.\d s \((soundfile: "
+                                               r".+; )?pyav: corrupt data at \d+\.\d s: "):
+        for _ in blocks:
+            pass
+
+
+def test_truncated_flac_is_still_decoded_as_far_as_it_goes() -> None:
+    """Data that simply ends (cut at a frame boundary) is no corruption: decoded, with a `truncated` warning."""
+    good = encode(signal(RATE, 16.0), RATE, "FLAC", "PCM_16")
+    frames = _flac_frame_starts(good)
+    cut = good[:frames[len(frames) // 2]]
+    report = report_of(cut)
+    assert report.decoded_seconds == pytest.approx(8.0, abs=0.3)
+    assert report.warnings()[-1].startswith("truncated: the header says 16.0 s, the file holds ")
+
+
+def _flac_frame_starts(data: bytes) -> list[int]:
+    """Byte offsets of the FLAC frames (as PyAV's demuxer cuts them)."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        return [packet.pos for packet in container.demux(container.streams.audio[0]) if packet.size and packet.pos]
 
 
 # --- the WAV header -----------------------------------------------------------------------------------------------
