@@ -1,6 +1,8 @@
-"""Peak worker memory and throughput: one 1-hour recording against the same audio as 60 one-minute files.
+"""Peak worker memory and throughput: one 1-hour recording against the same audio as 60 one-minute files; or, with
+`--hours`, one recording of each length (8 kHz mu-law, as call archives keep them), each role's peak RSS side by side.
 
     python -m benchmarks.long_audio [--minutes 60]
+    setsid python -m benchmarks.long_audio --hours 1 3   # the inference actor's and the decode tasks' peak RSS per length
 
 The recording is speech-like bursts with pauses (16 kHz FLAC). Both runs use the same job, model and settings, in
 one process on an embedded local Ray. Memory is the peak RSS of any single Ray worker process (decode tasks and the
@@ -49,15 +51,65 @@ def run_job(model: str, manifest: Path, out: Path) -> tuple[float, float, int]:
     return summary.wall_seconds, memory.peak_worker_mib, summary.segments
 
 
+def by_role(memory: WorkerMemory) -> dict[str, float]:
+    """Peak RSS (MiB) of the inference actor and of the decode tasks, from the workers' commands."""
+    roles = {"inference_actor": 0.0, "decode_task": 0.0}
+    for command, mib in memory.peak_by_command_mib.items():
+        role = "inference_actor" if "TranscriptionActor" in command else "decode_task" if "decode_block" in command \
+            else None
+        if role:
+            roles[role] = max(roles[role], round(mib))
+    return roles
+
+
+def compare_lengths(model: str, work: Path, hours: list[float]) -> dict:
+    """One recording per length through the same job; each role's peak RSS, and each length's over the first."""
+    from jobs.cluster import connect_ray
+    from jobs.transcribe import plan, run
+
+    results = {}
+    for h in hours:
+        path = work / f"call-{h:g}h.wav"
+        with sf.SoundFile(path, "w", samplerate=8000, channels=1, subtype="ULAW") as out:
+            for minute in range(int(h * 60)):  # written a minute at a time: the benchmark holds no hour either
+                out.write(soxr_down(speech_like(60.0, seed=minute)))
+        manifest = work / f"call-{h:g}h.jsonl"
+        manifest.write_text(json.dumps({"audio_filepath": str(path)}) + "\n")
+        p = plan([f"model_path={model}", f"dataset_manifest={manifest}", f"output_path={work / f'out-{h:g}h'}",
+                  "target_lang=en-US", "segmenting.method=energy"])
+        connect_ray(p.spec.compute.ray_address)
+        # Only this benchmark's workers (its embedded Ray stays in its session: run it under `setsid`).
+        with WorkerMemory(session=os.getsid(0)) as memory:
+            summary = run(p)
+        assert summary.failed_rows == 0, summary
+        results[f"{h:g}h"] = {"wall_s": round(summary.wall_seconds, 1), "segments": summary.segments,
+                              "peak_rss_mib": by_role(memory)}
+    first = results[f"{hours[0]:g}h"]["peak_rss_mib"]
+    for name, result in results.items():
+        result["peak_rss_over_first"] = {role: round(mib / first[role], 3) if first[role] else None
+                                         for role, mib in result["peak_rss_mib"].items()}
+    return results
+
+
+def soxr_down(x: np.ndarray) -> np.ndarray:
+    import soxr
+
+    return soxr.resample(x, 16000, 8000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument("--hours", type=float, nargs="+", help="compare one recording of each length instead")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from pipeline.models.tiny import TinyModelSpec, build_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="bench-long-"))
     model = str(build_checkpoint(work / "tiny.nemo", TinyModelSpec(blank_bias=0.18, tag_bias=-1.0, seed=4)))
+    if args.hours:
+        print(json.dumps({"machine": machine(), "lengths": compare_lengths(model, work, args.hours)}, indent=2))
+        return
     audio = speech_like(args.minutes * 60.0)
     sf.write(work / "long.flac", audio, 16000, format="FLAC")
     (work / "long.jsonl").write_text(json.dumps({"audio_filepath": str(work / "long.flac")}) + "\n")

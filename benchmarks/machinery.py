@@ -3,6 +3,7 @@
     python -m benchmarks.machinery zero-cost  --clips 20000        # the job vs decoding the same files in a pool
     python -m benchmarks.machinery simulated  --clips 15000 --rtfx 200   # how busy a simulated accelerator is
     python -m benchmarks.machinery driver-memory --rows 1000000 --files 100   # driver peak RSS vs manifest rows
+    python -m benchmarks.machinery many-manifests --clips 20000    # N one-line manifests vs one manifest of N lines
 
 - zero-cost: N clips of 2-6 s, 8 kHz mu-law WAV (call-centre audio). The baseline decodes and resamples every file
   with the project's own `decode_recording` (fetch, decode, 16 kHz, cut, 16-bit) in a process pool as large as the
@@ -11,6 +12,8 @@
 - simulated: the same clips through `benchmarks.adapters:SimulatedAccelerator`, which sleeps padded seconds / rtfx
   per batch, leaving the CPUs free, and logs each batch. Busy fraction = summed batch time over (a) the whole job's
   wall time, (b) the time from its first call's start to its last call's end.
+- many-manifests: the zero-cost job over the clips as one manifest, then as one one-line manifest per clip (as
+  archives that arrive one manifest per call keep them), whole processes; the ratio of the two.
 - driver-memory: manifests of N rows (in `--files` files) whose audio does not exist (every row is a fast fetch
   error, so the run is the machinery alone), run to the end; the driver's peak RSS (getrusage) is reported.
 
@@ -143,9 +146,27 @@ def driver_memory(args) -> dict:
             "job_seconds": round(job, 1), "driver_peak_rss_mib": peak_mib(output), "machine": machine()}
 
 
+def many_manifests(args) -> dict:
+    folder = Path(args.data) / "clips"
+    manifest, audio = make_clips(folder, args.clips)
+    single = folder / f"one-per-clip-{args.clips}"
+    single.mkdir(exist_ok=True)
+    for i, line in enumerate(manifest.read_text().splitlines()):
+        entry = json.loads(line)
+        entry["audio_filepath"] = f"../{entry['audio_filepath']}"
+        (single / f"call-{i:06d}.jsonl").write_text(json.dumps(entry) + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        one, _ = run_job(manifest, Path(tmp) / "one", "ZeroCost", args.extra)
+        many, output = run_job(single / "*.jsonl", Path(tmp) / "many", "ZeroCost", args.extra)
+    return {"benchmark": "many-manifests", "clips": args.clips, "audio_seconds": round(audio, 1),
+            "one_manifest_seconds": round(one, 1), "one_manifest_per_clip_seconds": round(many, 1),
+            "many_over_one": round(many / one, 3), "driver_peak_rss_mib_many": peak_mib(output),
+            "machine": machine()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=["zero-cost", "simulated", "driver-memory"])
+    parser.add_argument("benchmark", choices=["zero-cost", "simulated", "driver-memory", "many-manifests"])
     parser.add_argument("--clips", type=int, default=2000)
     parser.add_argument("--rtfx", type=float, default=200.0)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -153,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", default=str(ROOT / "build" / "bench"))
     parser.add_argument("extra", nargs="*", help="key=value settings for the job")
     args = parser.parse_args(argv)
-    result = {"zero-cost": zero_cost, "simulated": simulated, "driver-memory": driver_memory}[args.benchmark](args)
+    result = {"zero-cost": zero_cost, "simulated": simulated, "driver-memory": driver_memory,
+              "many-manifests": many_manifests}[args.benchmark](args)
     print(json.dumps(result, indent=2))
 
 
