@@ -7,8 +7,9 @@ Top-level keys are the ones a NeMo user already types (`model_path`, `dataset_ma
 `target_lang`, `att_context_size`, `batch_size`, `timestamps`, `strip_lang_tags`); the rest sit in sections, as
 NeMo's scripts nest `decoding.*`: `audio` (fetching, decoding, channels), `segmenting` (cutting long recordings),
 `compute` (devices, actors, work blocks, the cluster), `output` (files, commits, progress) and `resume`. Each stage
-takes its own section: the decode stage `audio` and `segmenting`, the inference actor the whole (resolved) spec
-through its adapter, the committer `output`.
+takes its own section: the decode stage `audio` and `segmenting`, the committer `output`; the inference actor takes
+only the model's own settings (`pipeline.models.base.ModelSettings`), which the plan resolves from these
+(jobs/plan.py).
 
 `conf/transcribe.yaml` and the README's configuration table are generated from these dataclasses, and a test fails
 when either drifts from them. Old flat names (before sections existed) are accepted for one release with a

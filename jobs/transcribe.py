@@ -125,7 +125,8 @@ def _graph(p: Plan, run_id: str, index_refs: list, ledger):
     decode = DecodeSettings(audio=spec.audio, segmenting=spec.segmenting, sample_rate=p.card.sample_rate)
     inference = InferenceSettings(adapter=spec.model_adapter, model=p.model, fetch_timeout=spec.audio.fetch_timeout)
     info = RunInfo(run_id=run_id, model=spec.model_path, att_context_size=p.model.att_context_size,
-                   keep_raw_text=not spec.strip_lang_tags, channel_names=tuple(spec.audio.channel_names))
+                   keep_raw_text=not spec.strip_lang_tags, channel_names=tuple(spec.audio.channel_names),
+                   model_fingerprint=p.model_fingerprint)
     return transcription_graph(p.inputs, source, decode, inference, spec.compute, info, actor_pool(spec.compute),
                                index_refs, ledger)
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.segmenter import Segment, SegmentPolicy
+from pipeline.segment_policy import Segment, SegmentPolicy
 from pipeline.vad import FRAME_SAMPLES, SAMPLE_RATE, SpeechProbabilities, SpeechRegions
 
 __all__ = ["vad_segment_stream"]

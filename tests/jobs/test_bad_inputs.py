@@ -399,7 +399,7 @@ def test_a_flac_with_garbage_in_its_middle_is_an_error_row_never_a_shorter_trans
                                                      {"audio_filepath": "audio/good.wav"}])
     out = tmp_path / "out"
     summary = run(plan([f"model_path={tiny_model}", f"dataset_manifest={manifest}", f"output_path={out}",
-                        "segmenting.max_seconds=4", "segmenting.min_seconds=2"]))
+                        "segmenting.method=energy", "segmenting.max_seconds=4", "segmenting.min_seconds=2"]))
     assert summary.rows == 2 and summary.failed_rows == 1 and summary.errors_by_stage == {"decode": 1}
     row = duckdb.sql(f"select error_stage, error, warnings, duration, num_segments from "
                      f"read_parquet('{out}/recordings/*.parquet') where audio_filepath = 'audio/damaged.flac'").fetchall()[0]

@@ -40,10 +40,11 @@ def test_rerun_skips_what_is_done_and_an_appended_row_is_the_only_work(ray_sessi
     # What a crashed write task leaves behind: a half-written file under its hidden temporary name, and a segments
     # file whose recordings partner (the commit) was never written. Readers skip the first; a rerun removes both.
     committed = sorted((out / "recordings").glob("*.parquet"))[0]
-    half = out / "recordings" / ".part-crashed.parquet.tmp"
+    # (named as a job names its files, by a run recorded here: only such files are provably the job's own)
+    half = out / "recordings" / f".part-{first.run_id}-000098.parquet.tmp"
     half.write_bytes(committed.read_bytes()[: committed.stat().st_size // 2])
     segments = pq.read_table(out / "segments" / committed.name)
-    orphan = out / "segments" / "part-crashed-00000-deadbeef.parquet"
+    orphan = out / "segments" / f"part-{first.run_id}-000099.parquet"
     pq.write_table(segments.set_column(0, "row_id", pa.array(["never-committed"] * segments.num_rows)), orphan)
     assert read_dataset(out / "recordings").num_rows == 3  # pyarrow skips the hidden file
     assert duckdb.sql(f"select count(*) from read_parquet('{out}/recordings/*.parquet')").fetchall() == [(3,)]

@@ -254,7 +254,7 @@ def test_check_inputs_exact_names_lists_and_folders(tmp_path) -> None:
         (tmp_path / name).write_text('{"audio_filepath": "a.wav"}\n')
 
     def inputs(value: str) -> list[str]:
-        return check_inputs(load_spec([f"output_path={tmp_path}/out", f"dataset_manifest={value}"]))
+        return urls_of(load_spec([f"output_path={tmp_path}/out", f"dataset_manifest={value}"]))
 
     assert inputs(f"{tmp_path}/calls[1].jsonl") == [f"{tmp_path}/calls[1].jsonl"]  # not calls1.jsonl
     assert inputs(f"{tmp_path}/a,b/m.jsonl") == [f"{tmp_path}/a,b/m.jsonl"]
