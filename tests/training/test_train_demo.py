@@ -485,7 +485,10 @@ def test_config_file_matches_the_dataclass() -> None:
         loaded = OmegaConf.to_container(OmegaConf.load(path))
         assert set(loaded) == set(TrainDemoConfig.__dataclass_fields__), path
         assert set(loaded["model"]) == set(DemoModelSpec.__dataclass_fields__), path
-    for path in (synth_speech.DEFAULT_CONFIG, conf / "synth_speech_broad.yaml"):
+    # The fine-tune keeps the saved model's shapes: no `model` section.
+    loaded = OmegaConf.to_container(OmegaConf.load(conf / "train_demo_finetune.yaml"))
+    assert set(loaded) == set(TrainDemoConfig.__dataclass_fields__) - {"model"}
+    for path in (synth_speech.DEFAULT_CONFIG, conf / "synth_speech_broad.yaml", conf / "synth_speech_finetune.yaml"):
         assert set(OmegaConf.load(path)) == set(synth_speech.SynthConfig.__dataclass_fields__), path
 
 
