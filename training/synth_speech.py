@@ -14,7 +14,8 @@ Output (`output_dir`):
     {train,dev,test}_manifest.json   one JSON object per line: audio_filepath (relative to the manifest), duration,
                                      text ("Guten Tag.<de-DE> Hello there.<en-US>": every sentence followed by its
                                      language tag), lang (the locale, or `auto` for a mixed-language clip), and
-                                     voices, variant, heldout_voice, speed, pitch, locales
+                                     voices, variant, heldout_voice, speed, pitch, locales, lead_seconds,
+                                     trail_seconds, noise, snr_db, transmission (clean | mulaw8k | mp3_8k)
     summary.json                     sizes per split and locale, the held-out voices, the settings
 
 How the set is made:
@@ -389,7 +390,7 @@ def _manifest_entry(plan: ClipPlan, samples: int) -> dict:
         "trail_seconds": plan.trail,
         "noise": plan.noise,
         "snr_db": plan.snr_db,
-        "channel": plan.channel,
+        "transmission": plan.channel,  # not `channel`: in a manifest that is the audio channel to read
     }
 
 

@@ -154,11 +154,16 @@ def test_job_like_clips_have_the_planned_silence_and_channel(tmp_path) -> None:
                                     "trail_silence=[0.3,0.3]", "channels=[mulaw8k]"])
     synth_speech.generate(cfg, log=lambda *_: None)
     entries = synth_speech.read_manifest(tmp_path / "train_manifest.json")
-    assert entries and all(e["channel"] == "mulaw8k" and e["lead_seconds"] == 0.5 for e in entries)
+    assert entries and all(e["transmission"] == "mulaw8k" and e["lead_seconds"] == 0.5 for e in entries)
     audio, rate = sf.read(tmp_path / entries[0]["audio_filepath"], dtype="float32")
     assert rate == 16000
     assert np.abs(audio[:int(0.45 * rate)]).max() < 0.01 < np.abs(audio[int(0.5 * rate):]).max()
     assert _band_power(audio, 4500, 8000) < 1e-3 * _band_power(audio, 0, 4000)
+    # The extra fields do not collide with the project's manifest keys (`channel` is the audio channel to read).
+    from connectors.manifests import parse_manifest
+
+    path = tmp_path / "train_manifest.json"
+    assert all(row["error"] is None for row in parse_manifest(str(path), path.read_bytes()))
 
 
 # --- the hand-written set -----------------------------------------------------------------------------------------
