@@ -204,11 +204,14 @@ class Recombiner:
 
     def __init__(self, grammar: Grammar, rng: random.Random):
         self.grammar, self.rng = grammar, rng
+        # Words written in lower case where they do not open a sentence: anywhere but first in a template, or
+        # anywhere in a slot option (an option is never capitalised by the grammar itself).
+        options = {o for values in grammar.slots.values() for o in values}
         lower: set[str] = set()
-        for text in list(grammar.templates) + [o for options in grammar.slots.values() for o in options]:
+        for text in list(grammar.templates) + sorted(options):
             for i, word in enumerate(SLOT_RE.sub(" ", text).split()):
                 word = word.strip(".,?!¿¡")
-                if (i > 0 or text in sum(grammar.slots.values(), ())) and word and word == word.lower():
+                if (i > 0 or text in options) and word and word == word.lower():
                     lower.add(word)
         self._lower = frozenset(lower)
 

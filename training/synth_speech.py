@@ -33,6 +33,12 @@ How the set is made:
 - Clips: 1..`max_sentences` sentences of one locale (`lang` = the locale), or, for `mixed_fraction` of the training
   clips and `*_mixed_clips` of dev/test, 2-3 sentences from at least two locales read by the same variant
   (`lang` = `auto`). Sentences are joined with 0.15-0.5 s of silence.
+- Job-like conditions (all off in conf/synth_speech.yaml, on in conf/synth_speech_finetune.yaml; `training.channels`):
+  silence before and after the speech (`lead_silence`, `trail_silence`), background noise of a colour and SNR on
+  `noise_prob` of the clips, a transmission per clip (`channels`/`channel_weights`: clean, 8 kHz mu-law, 8 kHz MP3),
+  and for `callcentre` training sentences `variety`, the share recombined from the templates' words
+  (`callcentre.Recombiner`); `exclude_sentence_files` keeps a hand-written evaluation set out of training. They are
+  drawn from a generator of their own, so turning them on leaves every sentence, voice and speed of a plan as it was.
 - Deterministic: everything is drawn from `seed` before synthesis, and espeak-ng's output is deterministic, so the
   same seed and espeak-ng version give byte-identical manifests (and audio). `hours` is planned from an estimate of
   the speaking rate; summary.json has the real figure.
