@@ -158,16 +158,92 @@ def is_heldout(locale: str, sentence: str) -> bool:
 
 
 class TrainSentences:
-    """Endless training sentences of a locale at the grammar's own frequencies, held-out sentences excluded."""
+    """Endless training sentences of a locale at the grammar's own frequencies, held-out sentences excluded.
 
-    def __init__(self, locale: str, rng: random.Random):
-        self.grammar, self.rng = load(locale), rng
+    With `variety` > 0, that share of the sentences is not a template filling but a new arrangement of the domain's
+    words (`Recombiner`), drawn from `variety_rng` (so that `variety=0` draws exactly what it drew before) - a model
+    fed only fillings of forty templates learns to complete a template from its first words whatever it hears.
+    `exclude`: sentences never produced (normalised by `sentence_key`), e.g. a hand-written evaluation set."""
 
-    def next(self) -> str:
+    def __init__(self, locale: str, rng: random.Random, variety: float = 0.0,
+                 variety_rng: random.Random | None = None, exclude: frozenset[str] = frozenset()):
+        self.grammar, self.rng, self.variety, self.exclude = load(locale), rng, variety, exclude
+        self.recombiner = Recombiner(self.grammar, variety_rng or random.Random(f"{locale}:variety"))
+
+    def _filling(self) -> str:
         while True:
             _, sentence = self.grammar.draw(self.rng)
             if not is_heldout(self.grammar.locale, sentence):
                 return sentence
+
+    def next(self) -> str:
+        while True:
+            sentence = self._filling()
+            if self.variety > 0 and self.recombiner.rng.random() < self.variety:
+                sentence = self.recombiner.recombine(sentence, self._filling)
+            if is_heldout(self.grammar.locale, sentence) or sentence_key(sentence) in self.exclude:
+                continue
+            return sentence
+
+
+def sentence_key(sentence: str) -> str:
+    """A sentence as its words (casefolded, punctuation dropped): what WER compares."""
+    return " ".join(_words(sentence))
+
+
+class Recombiner:
+    """New word orders from template fillings, four ways (equally likely):
+    - `splice`: the start of one sentence and the end of another, cut at word boundaries;
+    - `fragment`: a run of at least two words from inside a sentence;
+    - `swap`: a sentence's comma-separated clauses in reverse order ("Thank you, goodbye." -> "Goodbye, thank you.");
+    - `join`: two sentences as one, joined by a comma, no pause between them.
+    Casing follows the grammar: a word that starts a new position is lower-cased only if the grammar writes it in
+    lower case somewhere after a sentence's start (so names, German nouns and "I" keep their capitals)."""
+
+    KINDS = ("splice", "fragment", "swap", "join")
+
+    def __init__(self, grammar: Grammar, rng: random.Random):
+        self.grammar, self.rng = grammar, rng
+        # Words written in lower case where they do not open a sentence: anywhere but first in a template, or
+        # anywhere in a slot option (an option is never capitalised by the grammar itself).
+        options = {o for values in grammar.slots.values() for o in values}
+        lower: set[str] = set()
+        for text in list(grammar.templates) + sorted(options):
+            for i, word in enumerate(SLOT_RE.sub(" ", text).split()):
+                word = word.strip(".,?!¿¡")
+                if (i > 0 or text in options) and word and word == word.lower():
+                    lower.add(word)
+        self._lower = frozenset(lower)
+
+    def _decap(self, text: str) -> str:
+        head, _, rest = text.partition(" ")
+        bare = head.lstrip("¿¡")
+        if bare and bare.lower() in self._lower and bare.strip(".,?!").lower() in self._lower:
+            head = head[: len(head) - len(bare)] + bare[0].lower() + bare[1:]
+        return head + (" " + rest if rest else "")
+
+    def recombine(self, sentence: str, another) -> str:
+        kind = self.rng.choice(self.KINDS)
+        words = sentence.split()
+        if kind == "splice" or (kind == "swap" and ", " not in sentence):
+            other = another().split()
+            if len(words) < 2 or len(other) < 2:
+                return sentence
+            i, j = self.rng.randint(1, len(words) - 1), self.rng.randint(1, len(other) - 1)
+            return capitalise(" ".join(words[:i] + [self._decap(" ".join(other[j:]))]))
+        if kind == "fragment":
+            if len(words) < 3:
+                return sentence
+            n = self.rng.randint(2, len(words) - 1)
+            start = self.rng.randint(0, len(words) - n)
+            return capitalise(self._decap(" ".join(words[start:start + n])))
+        if kind == "swap":
+            clauses = [c.strip() for c in sentence.rstrip(".?!").split(", ")]
+            end = sentence[-1] if sentence[-1] in ".?!" else "."
+            clauses = clauses[1:] + clauses[:1]
+            return capitalise(", ".join(self._decap(c) for c in clauses) + end)
+        second = another()
+        return capitalise(sentence.rstrip(".?!") + ", " + self._decap(second))
 
 
 def heldout_pool(locale: str, n: int, seed: int) -> list[str]:

@@ -156,6 +156,20 @@ def build_demo_model(spec: DemoModelSpec, tokenizer_dir: str | Path, seed: int =
     return EncDecRNNTBPEModelWithPrompt(cfg=OmegaConf.create(demo_model_config(spec, tokenizer_dir, seed)))
 
 
+def load_demo_model(path: str | Path):
+    """A trained demo .nemo as a float32 model in train mode, to fine-tune (`init_nemo`). The saved float16 weights
+    are cast on load; the tokenizer, prompt dictionary and latencies are the saved model's."""
+    import torch
+    from nemo.collections.asr.models import EncDecRNNTBPEModelWithPrompt
+    from nemo.utils import logging as nemo_logging
+
+    nemo_logging.setLevel(logging.WARNING)
+    model = EncDecRNNTBPEModelWithPrompt.restore_from(str(path), map_location=torch.device("cpu"))
+    model.float()
+    model.train()
+    return model
+
+
 def normalise_first_conv(model, signal, lengths) -> tuple[float, float]:
     """Fold a global normalisation of the log-mel features into the encoder's first convolution, once, before
     training: weights / std, bias - mean / std * sum(weights). The model keeps the released preprocessor (no feature

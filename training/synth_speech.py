@@ -14,7 +14,8 @@ Output (`output_dir`):
     {train,dev,test}_manifest.json   one JSON object per line: audio_filepath (relative to the manifest), duration,
                                      text ("Guten Tag.<de-DE> Hello there.<en-US>": every sentence followed by its
                                      language tag), lang (the locale, or `auto` for a mixed-language clip), and
-                                     voices, variant, heldout_voice, speed, pitch, locales
+                                     voices, variant, heldout_voice, speed, pitch, locales, lead_seconds,
+                                     trail_seconds, noise, snr_db, transmission (clean | mulaw8k | mp3_8k)
     summary.json                     sizes per split and locale, the held-out voices, the settings
 
 How the set is made:
@@ -32,6 +33,12 @@ How the set is made:
 - Clips: 1..`max_sentences` sentences of one locale (`lang` = the locale), or, for `mixed_fraction` of the training
   clips and `*_mixed_clips` of dev/test, 2-3 sentences from at least two locales read by the same variant
   (`lang` = `auto`). Sentences are joined with 0.15-0.5 s of silence.
+- Job-like conditions (all off in conf/synth_speech.yaml, on in conf/synth_speech_finetune.yaml; `training.channels`):
+  silence before and after the speech (`lead_silence`, `trail_silence`), background noise of a colour and SNR on
+  `noise_prob` of the clips, a transmission per clip (`channels`/`channel_weights`: clean, 8 kHz mu-law, 8 kHz MP3),
+  and for `callcentre` training sentences `variety`, the share recombined from the templates' words
+  (`callcentre.Recombiner`); `exclude_sentence_files` keeps a hand-written evaluation set out of training. They are
+  drawn from a generator of their own, so turning them on leaves every sentence, voice and speed of a plan as it was.
 - Deterministic: everything is drawn from `seed` before synthesis, and espeak-ng's output is deterministic, so the
   same seed and espeak-ng version give byte-identical manifests (and audio). `hours` is planned from an estimate of
   the speaking rate; summary.json has the real figure.
@@ -63,7 +70,7 @@ from typing import Optional
 from omegaconf import MISSING
 
 from jobs.config import ConfigError, load_structured
-from training import callcentre
+from training import callcentre, channels
 from training.cli import config_file_arg
 from training.synth_text import LANGUAGES, sentence_pool
 
@@ -113,6 +120,17 @@ class SynthConfig:
     speed: list[int] = field(default_factory=lambda: [135, 195])
     pitch: list[int] = field(default_factory=lambda: [30, 70])
     word_gap: list[int] = field(default_factory=lambda: [0, 2])
+    # What the job's audio has and the plain synthesis lacks (all off by default: the base set of the shipped model).
+    variety: float = 0.0  # share of training sentences recombined (callcentre.Recombiner), not template fillings
+    lead_silence: list[float] = field(default_factory=lambda: [0.0, 0.0])  # seconds before the speech, uniform
+    trail_silence: list[float] = field(default_factory=lambda: [0.0, 0.0])  # seconds after it
+    noise_prob: float = 0.0  # share of clips with background noise
+    noise_colours: list[str] = field(default_factory=lambda: list(channels.NOISE_COLOURS))
+    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 40.0])
+    # Lists, not a mapping: an override of a mapping would be merged into the file's keys, not replace them.
+    channels: list[str] = field(default_factory=lambda: ["clean"])  # of channels.CHANNELS, drawn by weight
+    channel_weights: list[float] = field(default_factory=lambda: [1.0])
+    exclude_sentence_files: list[str] = field(default_factory=list)  # never train on these (one sentence a line)
     workers: int = 0
     espeak_bin: str = "espeak-ng"
     espeak_root: Optional[str] = None
@@ -130,6 +148,13 @@ def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) 
         raise ConfigError(f"variants both in train and held out: {sorted(set(cfg.train_variants) & set(cfg.heldout_variants))}")
     if not cfg.train_variants or not cfg.heldout_variants:
         raise ConfigError("need at least one training and one held-out voice variant")
+    bad = [c for c in cfg.channels if c not in channels.CHANNELS] + \
+        [c for c in cfg.noise_colours if c not in channels.NOISE_COLOURS]
+    if len(cfg.channels) != len(cfg.channel_weights):
+        raise ConfigError(f"channels {list(cfg.channels)} and channel_weights {list(cfg.channel_weights)} differ in length")
+    if bad or not cfg.channels or not cfg.noise_colours:
+        raise ConfigError(f"unknown channels or noise colours {bad}: channels {', '.join(channels.CHANNELS)}, "
+                          f"noise colours {', '.join(channels.NOISE_COLOURS)}")
     if cfg.hours < 0 or cfg.max_sentences < 1 or not 0 <= cfg.mixed_fraction <= 1:
         raise ConfigError("need hours >= 0, max_sentences >= 1, 0 <= mixed_fraction <= 1")
     return cfg
@@ -149,6 +174,12 @@ class ClipPlan:
     pitch: int
     gap: int
     pauses: tuple[float, ...]  # silence after each sentence but the last, seconds
+    lead: float = 0.0  # silence before the speech, seconds
+    trail: float = 0.0  # silence after it
+    noise: Optional[str] = None  # noise colour, or None for none
+    snr_db: float = 0.0
+    channel: str = "clean"
+    noise_seed: int = 0
 
     @property
     def lang(self) -> str:
@@ -163,6 +194,16 @@ class ClipPlan:
 def _estimate_seconds(sentences, speed: int, pauses) -> float:
     chars = sum(len(text) for _, text in sentences)
     return chars / (CHARS_PER_SECOND_AT_175 * speed / 175.0) + 0.3 * len(sentences) + sum(pauses)
+
+
+def read_sentence_files(paths) -> frozenset[str]:
+    """The sentences of plain text files (one a line, # comments), as `callcentre.sentence_key`s."""
+    keys = set()
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                keys.add(callcentre.sentence_key(line))
+    return frozenset(keys)
 
 
 class _Cycle:
@@ -206,8 +247,12 @@ def plan_clips(cfg: SynthConfig) -> dict[str, list[ClipPlan]]:
     plans: dict[str, list[ClipPlan]] = {}
     for split in SPLITS:
         rng = random.Random(f"{cfg.seed}:{split}:clips")
+        # Silence, noise and channel come from a generator of their own: with them off, the plan is the same.
+        crng = random.Random(f"{cfg.seed}:{split}:conditions")
         if split == "train" and cfg.domain == "callcentre":
-            sentences = {loc: callcentre.TrainSentences(loc, rng) for loc in cfg.locales}
+            exclude = read_sentence_files(cfg.exclude_sentence_files)
+            sentences = {loc: callcentre.TrainSentences(loc, rng, cfg.variety, random.Random(f"{cfg.seed}:{loc}:variety"),
+                                                        exclude) for loc in cfg.locales}
         else:
             sentences = {loc: _Cycle(pools[split][loc], rng) for loc in cfg.locales}
         train_variants = _Cycle(cfg.train_variants, rng)
@@ -229,10 +274,16 @@ def plan_clips(cfg: SynthConfig) -> dict[str, list[ClipPlan]]:
         def make(chosen: list[tuple[str, str]], key: str) -> ClipPlan:
             variant, heldout = voice(key)
             pauses = tuple(round(rng.uniform(*PAUSE_SECONDS), 3) for _ in chosen[1:])
+            noisy = cfg.noise_prob > 0 and crng.random() < cfg.noise_prob
             return ClipPlan(
                 clip_id=f"{split}-{len(clips):06d}", split=split, sentences=tuple(chosen), variant=variant,
                 heldout_voice=heldout, speed=rng.randint(*cfg.speed), pitch=rng.randint(*cfg.pitch),
-                gap=rng.randint(*cfg.word_gap), pauses=pauses)
+                gap=rng.randint(*cfg.word_gap), pauses=pauses,
+                lead=round(crng.uniform(*cfg.lead_silence), 3), trail=round(crng.uniform(*cfg.trail_silence), 3),
+                noise=crng.choice(cfg.noise_colours) if noisy else None,
+                snr_db=round(crng.uniform(*cfg.noise_snr_db), 1) if noisy else 0.0,
+                channel=crng.choices(cfg.channels, weights=cfg.channel_weights)[0],
+                noise_seed=crng.getrandbits(32))
 
         def single(loc: str) -> ClipPlan:
             n = rng.randint(1, cfg.max_sentences)
@@ -252,7 +303,7 @@ def plan_clips(cfg: SynthConfig) -> dict[str, list[ClipPlan]]:
                 clip = mixed() if len(cfg.locales) > 1 and rng.random() < cfg.mixed_fraction else \
                     single(cfg.locales[len(clips) % len(cfg.locales)])
                 clips.append(clip)
-                seconds += _estimate_seconds(clip.sentences, clip.speed, clip.pauses)
+                seconds += _estimate_seconds(clip.sentences, clip.speed, clip.pauses) + clip.lead + clip.trail
         else:
             per_locale = cfg.test_clips_per_locale if split == "test" else cfg.dev_clips_per_locale
             n_mixed = cfg.test_mixed_clips if split == "test" else cfg.dev_mixed_clips
@@ -320,7 +371,10 @@ def render_clip(job: tuple) -> tuple[str, int]:
             parts.append(_espeak_wav(prefix, env, voice, plan.speed, plan.pitch, plan.gap, text, f"{tmp}/{i}.wav"))
             if i < len(plan.pauses):
                 parts.append(np.zeros(int(plan.pauses[i] * SAMPLE_RATE), dtype=np.float32))
-    audio = np.clip(np.concatenate(parts), -1.0, 1.0)
+    audio = channels.pad(np.clip(np.concatenate(parts), -1.0, 1.0), plan.lead, plan.trail)
+    if plan.noise:
+        audio = channels.add_noise(audio, plan.snr_db, plan.noise, np.random.default_rng(plan.noise_seed))
+    audio = channels.apply_channel(audio, plan.channel)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     sf.write(out_path, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return plan.clip_id, len(audio)
@@ -338,6 +392,11 @@ def _manifest_entry(plan: ClipPlan, samples: int) -> dict:
         "heldout_voice": plan.heldout_voice,
         "speed": plan.speed,
         "pitch": plan.pitch,
+        "lead_seconds": plan.lead,
+        "trail_seconds": plan.trail,
+        "noise": plan.noise,
+        "snr_db": plan.snr_db,
+        "transmission": plan.channel,  # not `channel`: in a manifest that is the audio channel to read
     }
 
 

@@ -112,6 +112,7 @@ DEFAULT_CONFIG = ROOT / "conf" / "train_demo.yaml"
 @dataclass
 class TrainDemoConfig(TrainSettings):
     data_dir: str = "build/synth"  # output_dir of training.synth_speech
+    init_nemo: Optional[str] = None  # fine-tune this .nemo (its weights and tokenizer) instead of a new model
     work_dir: str = "build/train_demo"
     output_nemo: Optional[str] = None  # default <work_dir>/demo.nemo
     metrics_path: Optional[str] = None  # default <work_dir>/metrics.json
@@ -144,6 +145,16 @@ def load_config(overrides: list[str], config_file: str | Path = DEFAULT_CONFIG) 
         raise ConfigError(f"save_dtype must be float16, bfloat16 or float32, got {cfg.save_dtype!r}")
     if cfg.steps < 0 or cfg.batch_seconds <= 0 or cfg.lr <= 0 or not 0 <= cfg.ctc_weight < 1:
         raise ConfigError("need steps >= 0, batch_seconds > 0, lr > 0, 0 <= ctc_weight < 1")
+    if cfg.init_nemo:
+        if not Path(cfg.init_nemo).exists():
+            raise ConfigError(f"init_nemo {cfg.init_nemo} not found")
+        started_fresh = [k for k in ("normalise_input", "identity_prompt_init", "xscale_init") if getattr(cfg, k)]
+        if started_fresh or cfg.ctc_only_steps or cfg.frozen_encoder_steps or cfg.ctc_weight:
+            # These shape a model's first steps from random weights, or train a CTC head the .nemo does not hold:
+            # on a trained model they would undo what it learnt.
+            raise ConfigError("a fine-tune (init_nemo) needs normalise_input, identity_prompt_init and xscale_init "
+                              "false and ctc_only_steps, frozen_encoder_steps and ctc_weight 0; set: "
+                              f"{started_fresh + [k for k in ('ctc_only_steps', 'frozen_encoder_steps', 'ctc_weight') if getattr(cfg, k)]}")
     data = Path(cfg.data_dir)
     for name in ("train_manifest.json", cfg.eval_manifest):
         if not (data / name).exists():
@@ -185,12 +196,17 @@ def run(cfg: TrainDemoConfig) -> dict:
     data_dir = Path(cfg.data_dir)
     train_manifest = data_dir / "train_manifest.json"
 
-    tokenizer_dir = work / "tokenizer"
-    if not (tokenizer_dir / "tokenizer.model").exists():
-        texts = [e["text"] for e in recipe.read_manifest(train_manifest)]
-        recipe.train_tokenizer(texts, cfg.model.locales, cfg.model.vocab_size, tokenizer_dir)
-        say(f"tokenizer: {cfg.model.vocab_size} BPE pieces over {len(texts)} training texts -> {tokenizer_dir}")
-    model = recipe.build_demo_model(cfg.model, tokenizer_dir, cfg.seed)
+    if cfg.init_nemo:
+        # A fine-tune keeps the model's shapes and tokenizer (`model.*` settings do not apply).
+        model = recipe.load_demo_model(cfg.init_nemo)
+        say(f"fine-tuning {cfg.init_nemo}")
+    else:
+        tokenizer_dir = work / "tokenizer"
+        if not (tokenizer_dir / "tokenizer.model").exists():
+            texts = [e["text"] for e in recipe.read_manifest(train_manifest)]
+            recipe.train_tokenizer(texts, cfg.model.locales, cfg.model.vocab_size, tokenizer_dir)
+            say(f"tokenizer: {cfg.model.vocab_size} BPE pieces over {len(texts)} training texts -> {tokenizer_dir}")
+        model = recipe.build_demo_model(cfg.model, tokenizer_dir, cfg.seed)
     params = recipe.count_parameters(model)
     say(f"model: {params / 1e6:.2f}M parameters, vocabulary {model.tokenizer.vocab_size}, "
         f"att_context_size {model.encoder.att_context_size_all}")
@@ -241,7 +257,8 @@ def run(cfg: TrainDemoConfig) -> dict:
             "dev_curve": trainer.evals,
         },
         "model": {"parameters": params, "nemo_path": str(nemo_path), "nemo_mb": round(nemo_mb, 3),
-                  "save_dtype": cfg.save_dtype, "spec": asdict(cfg.model)},
+                  "save_dtype": cfg.save_dtype, "init_nemo": cfg.init_nemo,
+                  "spec": None if cfg.init_nemo else asdict(cfg.model)},
         "device": device, "torch": torch.__version__, "config": asdict(cfg),
     }
     del trainer, data, dev

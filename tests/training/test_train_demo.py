@@ -485,7 +485,10 @@ def test_config_file_matches_the_dataclass() -> None:
         loaded = OmegaConf.to_container(OmegaConf.load(path))
         assert set(loaded) == set(TrainDemoConfig.__dataclass_fields__), path
         assert set(loaded["model"]) == set(DemoModelSpec.__dataclass_fields__), path
-    for path in (synth_speech.DEFAULT_CONFIG, conf / "synth_speech_broad.yaml"):
+    # The fine-tune keeps the saved model's shapes: no `model` section.
+    loaded = OmegaConf.to_container(OmegaConf.load(conf / "train_demo_finetune.yaml"))
+    assert set(loaded) == set(TrainDemoConfig.__dataclass_fields__) - {"model"}
+    for path in (synth_speech.DEFAULT_CONFIG, conf / "synth_speech_broad.yaml", conf / "synth_speech_finetune.yaml"):
         assert set(OmegaConf.load(path)) == set(synth_speech.SynthConfig.__dataclass_fields__), path
 
 
@@ -523,3 +526,37 @@ def test_job_trains_saves_a_small_nemo_that_the_adapter_loads_and_resumes(tone_s
     metrics = json.loads((tmp_path / "work" / "metrics.json").read_text())
     assert metrics["training"]["steps"] == 3
     assert "resumed from" in (tmp_path / "work" / "train.log").read_text()
+
+
+def test_fine_tune_starts_from_a_saved_nemo_and_keeps_its_tokenizer(tone_set, tmp_path) -> None:
+    from training import train_demo_model
+    from training.recipe import load_demo_model
+
+    model_keys = [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + ["model.vocab_size=96"]
+    common = [f"data_dir={tone_set}", "batch_seconds=8", "warmup_steps=1", "device=cpu", "evaluate=false",
+              "eval_every=0"]
+    assert train_demo_model.main(common + [f"work_dir={tmp_path / 'base'}", "steps=1", *model_keys]) == 0
+    base_nemo = tmp_path / "base" / "demo.nemo"
+    fine = [*common, f"work_dir={tmp_path / 'ft'}", f"init_nemo={base_nemo}", "normalise_input=false",
+            "identity_prompt_init=false", "xscale_init=false", "ctc_weight=0", "ctc_only_steps=0",
+            "frozen_encoder_steps=0", "lr=0.01"]
+    assert train_demo_model.main(fine + ["steps=2"]) == 0
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["model"]["init_nemo"] == str(base_nemo) and metrics["training"]["steps"] == 2
+    base, tuned = load_demo_model(base_nemo), load_demo_model(tmp_path / "ft" / "demo.nemo")
+    assert [tuned.tokenizer.ids_to_text([i]) for i in range(96)] == [base.tokenizer.ids_to_text([i]) for i in range(96)]
+    moved = [n for (n, a), (_, b) in zip(base.named_parameters(), tuned.named_parameters()) if not (a == b).all()]
+    assert any(n.startswith("encoder.") for n in moved) and any(n.startswith("decoder.") for n in moved)
+    assert not (tmp_path / "ft" / "tokenizer").exists()  # the saved model's tokenizer, no new one
+
+
+def test_fine_tune_refuses_settings_that_would_reinitialise_a_trained_model(tone_set, tmp_path) -> None:
+    from jobs.config import ConfigError
+    from training import train_demo_model
+
+    nemo = tmp_path / "m.nemo"
+    nemo.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="xscale_init"):
+        train_demo_model.load_config([f"data_dir={tone_set}", f"init_nemo={nemo}", "xscale_init=true"])
+    with pytest.raises(ConfigError, match="not found"):
+        train_demo_model.load_config([f"data_dir={tone_set}", f"init_nemo={tmp_path / 'missing.nemo'}"])
