@@ -69,8 +69,14 @@ class JobSpec:
                               "a .nemo file (local, or s3://... copied once per node) or a pretrained name")
     model_adapter: str = setting("nemotron_rnnt", "the model adapter (pipeline/models/), or module:Class of your "
                                                   "own")
-    dataset_manifest: Optional[str] = setting(None, "JSON-lines manifest(s): a path, a glob, or a comma-separated "
-                                                    "list; local or any fsspec URL")
+    dataset_manifest: Optional[str] = setting(None, "what to transcribe, chosen by what it holds: JSON-lines "
+                                                    "manifest(s) (.gz too), WebDataset .tar shards, Parquet/Arrow "
+                                                    "files or a folder of them (audio bytes in an `audio` column); "
+                                                    "a path, a glob, {0..N} braces or a comma-separated list; local "
+                                                    "or any fsspec URL")
+    tarred_audio_filepaths: Optional[str] = setting(None, "a NeMo tarred dataset's shards (audio__OP_0..N_CL_.tar, "
+                                                          "audio_{0..N}.tar, a glob); dataset_manifest is then its "
+                                                          "manifest, or one per shard")
     audio_dir: Optional[str] = setting(None, "instead of a manifest: every audio file under this folder or prefix")
     output_path: str = setting(MISSING, "output folder, local or s3:// (required); a rerun into it resumes")
     target_lang: str = setting("auto", "a locale or alias of the checkpoint (en-US, de, ...) or auto; a manifest "
@@ -140,6 +146,8 @@ def check(spec: JobSpec) -> None:
     """Checks that need neither the data nor the checkpoint: every number in a sane range, every choice known."""
     if bool(spec.dataset_manifest) == bool(spec.audio_dir):
         raise ConfigError("set exactly one of dataset_manifest (JSON-lines manifests) or audio_dir (a folder)")
+    if spec.tarred_audio_filepaths and not spec.dataset_manifest:
+        raise ConfigError("tarred_audio_filepaths needs dataset_manifest (the manifest that lists the members)")
     if not spec.output_path.strip():
         raise ConfigError("output_path is required (e.g. output_path=/data/out)")
     c, a, s, o = spec.compute, spec.audio, spec.segmenting, spec.output

@@ -78,7 +78,8 @@ LIGHT_TASKS = 4
 def transcription_graph(inputs: list[InputSource], source: SourceSettings, decode: DecodeSettings,
                         inference: InferenceSettings, compute: ComputeSpec, run: RunInfo, pool: ActorPool,
                         index_ref: list, ledger) -> Dataset:
-    items = ray.data.from_items([{"kind": i.kind, "url": i.url} for i in inputs],
+    items = ray.data.from_items([{"kind": i.kind, "url": i.url, "manifest_url": i.manifest_url, "shared": i.shared}
+                                 for i in inputs],
                                 override_num_blocks=max(1, len(inputs)))
     blocks = items.map_batches(
         read_blocks, fn_kwargs={"settings": source, "index_ref": index_ref, "ledger": ledger},

@@ -122,8 +122,9 @@ def read_blocks(batch: pa.Table, settings: SourceSettings, index_ref: list, ledg
 
     install_redaction()  # idempotent: this worker's log records carry no credential
     index = _index(index_ref)
-    for kind, url in zip(batch["kind"].to_pylist(), batch["url"].to_pylist()):
-        source = InputSource(kind, url)
+    for item in batch.to_pylist():
+        source = InputSource(item["kind"], item["url"], item.get("manifest_url"), bool(item.get("shared")))
+        url = source.url
         stats = ReadStats(source=url)
         for number, rows in enumerate(read_source(source, settings, index, stats)):
             if ledger is not None:  # wait while too much is read but not yet committed (pipeline/ledger.py)
