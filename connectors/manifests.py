@@ -287,5 +287,6 @@ def manifest_urls(urls: Iterable[str]) -> list[str]:
     return list(seen)
 
 
-__all__ = ["ManifestRow", "digest", "open_manifest", "row_identity", "iter_audio_dir", "iter_manifest", "manifest_urls", "parse_line",
+__all__ = ["ManifestRow", "digest", "open_manifest", "row_identity", "iter_audio_dir", "iter_manifest",
+           "manifest_urls", "parse_line",
            "read_manifest", "MAX_LINE_BYTES", "KNOWN_FIELDS", "AUDIO_EXTENSIONS"]

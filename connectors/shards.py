@@ -139,8 +139,11 @@ def read_nemo_shard(shard: str, manifest: str, shared: bool = False) -> Iterator
     lines: dict[str, list[_Line]] = {}
     for row in _shard_lines(manifest, shard, shared):
         if row.error or row.audio is None:
-            row.manifest = shard  # a bad line is still reported, with the shard's rows
+            row.manifest = shard  # a bad line is still reported, with the shard's rows, naming its member
             row.row_id = digest(shard, manifest, "line", str(row.line))
+            if row.audio is not None:
+                row.audio = AudioSource(shard, offset=row.audio.offset, duration=row.audio.duration,
+                                        member=posixpath.basename(row.audio_filepath))
             yield row
             continue
         key = posixpath.basename(row.audio_filepath)

@@ -47,7 +47,8 @@ def _batches(url: str, handle) -> Iterator[pa.RecordBatch]:
         except Exception as error:  # noqa: BLE001
             raise TableUnreadable(f"not a Parquet file: {error}") from None
         if AUDIO_COLUMN not in table_file.schema_arrow.names:
-            raise TableUnreadable(f"has no {AUDIO_COLUMN!r} column (columns: {', '.join(table_file.schema_arrow.names)})")
+            names = ", ".join(table_file.schema_arrow.names)
+            raise TableUnreadable(f"has no {AUDIO_COLUMN!r} column (columns: {names})")
         for group in range(table_file.num_row_groups):
             yield from table_file.read_row_group(group).to_batches(max_chunksize=_ROWS_PER_BATCH)
         return

@@ -482,6 +482,7 @@ _Reader = _SoundfileReader | _PyAVReader
 # search): a slice of them is read from its offset. Compressed formats (MP3, Ogg) are decoded from the start and what
 # comes before the offset dropped, which is exact whatever their encoder delay.
 _SEEKABLE_FORMATS = {"WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "FLAC"}
+_MIN_SLICE_BLOCK_SECONDS = 0.25
 
 
 def _slice(
@@ -497,9 +498,12 @@ def _slice(
     the end of the audio is an AudioDecodeError; one that ends past it is shorter, and the report says so."""
     if offset < 0 or (duration is not None and duration <= 0):
         raise ValueError(f"a slice needs offset >= 0 and duration > 0, got offset={offset}, duration={duration}")
-    if duration is not None and max_duration is not None:
-        _check_duration(duration, max_duration)
-        max_duration = None  # the slice's own length bounds it; the file may be longer
+    if duration is not None:
+        if max_duration is not None:
+            _check_duration(duration, max_duration)
+            max_duration = None  # the slice's own length bounds it; the file may be longer
+        # The decoder reads one block ahead: blocks of an eighth of the slice keep that look-ahead small.
+        block_seconds = min(block_seconds, max(_MIN_SLICE_BLOCK_SECONDS, duration / 8))
     info, blocks, start_frame = _stream_whole(source, target_rate, max_duration, block_seconds, offset)
     report = info.report
     full_duration = info.duration

@@ -30,6 +30,8 @@ from pipeline.records import WORK_BLOCK_SCHEMA
 _INDEX_CACHE: dict[str, ResumeIndex] = {}
 UNKNOWN_DURATION_SECONDS = 60.0  # what a row without `duration` counts for when work blocks are cut
 _CHECK_EVERY = 4096  # rows looked up in the index at once (vectorised)
+# ... or fewer, once the rows waiting hold this many bytes of audio (tar members, table cells travel with their rows)
+_CHECK_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,16 @@ def read_source(source: InputSource, settings: SourceSettings, index: ResumeInde
                 block, weight = [], 0.0
         pending.clear()
 
+    pending_bytes = 0
     for row in iter_rows(source):
         stats.rows += 1
         seen.extend(bytes.fromhex(row.row_id))
         pending.append(row)
-        if len(pending) >= _CHECK_EVERY:
+        if row.audio is not None and row.audio.data is not None:
+            pending_bytes += len(row.audio.data)
+        if len(pending) >= _CHECK_EVERY or pending_bytes >= _CHECK_BYTES:
             yield from drain()
+            pending_bytes = 0
     yield from drain()
     if block:
         yield block

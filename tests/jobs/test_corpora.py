@@ -213,9 +213,9 @@ def test_export_round_trips_and_a_damaged_nemo_tarred_set_fails_per_member(trans
     shards[-1].unlink()
     last = len(shards) - 1
     out = tmp_path / "again-damaged"
-    summary = run(plan([f"model_path={tiny_model}", f"dataset_manifest={damaged}/sharded_manifests/"
-                        f"manifest__OP_0..{last}_CL_.json", f"tarred_audio_filepaths={damaged}/audio__OP_0..{last}_CL_.tar",
-                        f"output_path={out}"]))
+    summary = run(plan([f"model_path={tiny_model}",
+                        f"dataset_manifest={damaged}/sharded_manifests/manifest__OP_0..{last}_CL_.json",
+                        f"tarred_audio_filepaths={damaged}/audio__OP_0..{last}_CL_.tar", f"output_path={out}"]))
     df = recordings(out)
     entries = [json.loads(line) for line in (damaged / "tarred_audio_manifest.json").read_text().splitlines()]
     assert df.height == summary.rows == len(entries) + 1  # every line, and the stray member
