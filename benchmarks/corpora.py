@@ -7,7 +7,8 @@
 - packed: the clips of `benchmarks.machinery` (2-6 s, 8 kHz mu-law WAV), packed into `--shards` WebDataset shards
   (`webdataset.TarWriter`, `key.wav` + `key.json` with the duration) and into as many Parquet files in the Hugging
   Face layout (`audio: struct<bytes, path>`, `text`, `duration`; pyarrow, row groups of 1,000). Baseline: the
-  decode-only pool of `benchmarks.machinery` over the same clips as loose files. Each job is a whole process.
+  decode-only pool of `benchmarks.machinery` over the same clips as loose files, and the same job over the loose files
+  (their manifest), in the same run. Each job is a whole process.
 - slices: `--files` recordings of `--minutes` minutes (16 kHz 16-bit WAV, and the same as FLAC), `--utterances`
   random 2-6 s slices of them (NeMo `offset`/`duration` lines). Each slice is decoded as the decode stage decodes it
   (`stream_audio` with the slice's offset and duration) through a counting file: bytes read by the decoder against
@@ -61,13 +62,14 @@ def pack(folder: Path, clips: Path, count: int, shards: int) -> tuple[str, str]:
 
 def packed(args) -> dict:
     clips = Path(args.data) / "clips"
-    _, audio = make_clips(clips, args.clips)
+    manifest, audio = make_clips(clips, args.clips)
     tars, tables = pack(Path(args.data) / f"packed-{args.clips}-{args.shards}", clips, args.clips, args.shards)
     workers = os.cpu_count() or 2
     pool = decode_pool(clips, args.clips, workers)
     result = {"benchmark": "packed", "clips": args.clips, "shards": args.shards, "audio_seconds": round(audio, 1),
               "decode_pool_workers": workers, "decode_pool_seconds": round(pool, 1)}
-    for name, inputs in (("webdataset", tars), ("parquet", tables)):
+    # The same job over the same clips as loose files (a manifest), in the same run: what the layout itself costs.
+    for name, inputs in (("loose", manifest), ("webdataset", tars), ("parquet", tables)):
         with tempfile.TemporaryDirectory() as tmp:
             seconds, output = run_job(inputs, Path(tmp) / "out", "ZeroCost", args.extra)
         result.update({f"{name}_job_seconds": round(seconds, 1), f"{name}_vs_pool": round(pool / seconds, 3),
