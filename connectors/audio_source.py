@@ -36,6 +36,7 @@ FIELDS = [
     pa.field("audio_row", pa.int64()),  # a table file's row (null: not a table)
 ]
 DATA_FIELD = pa.field("audio_bytes", pa.large_binary())  # bytes carried from the read task (never written out)
+SLICE_READ_BYTES = 256 * 2**10  # a slice's remote reads: ranges of this size (a whole file's: 8 MiB)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ def open_source(source: AudioSource, *, max_mb: float | None = None, timeout: fl
         return io.BytesIO(_read_member(source, max_mb, timeout))
     if source.row is not None:
         return io.BytesIO(_read_table_cell(source, timeout))
+    if source.offset is not None:
+        # A slice reads a small part of a file that may be long: remote reads fetch small ranges, not 8 MiB ones.
+        return open_file(source.url, max_mb=max_mb, timeout=timeout, block_size=SLICE_READ_BYTES)
     return open_file(source.url, max_mb=max_mb, timeout=timeout)
 
 

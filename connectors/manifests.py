@@ -18,9 +18,12 @@ its own. A line that names no audio is identified by its line number.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Iterable, Iterator
 
@@ -28,7 +31,7 @@ from connectors.audio_source import AudioSource, fields_of
 from connectors.storage import filesystem, normalise_url, parent_of, resolve, unstrip, with_retries
 
 # Fields the pipeline reads; everything else is the user's metadata and is carried through as JSON.
-KNOWN_FIELDS = {"audio_filepath", "duration", "text", "target_lang", "lang", "channel_mode", "channel"}
+KNOWN_FIELDS = {"audio_filepath", "duration", "offset", "text", "target_lang", "lang", "channel_mode", "channel"}
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".webm", ".sph", ".aiff", ".au")
 MAX_LINE_BYTES = 1 << 20  # a manifest line longer than 1 MiB is not a manifest entry
 _BOM = b"\xef\xbb\xbf"
@@ -95,6 +98,12 @@ def _check_fields(entry: dict, line: int) -> list[str]:
     if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool)
                                  or not math.isfinite(duration) or duration < 0):
         problems.append(f"has duration {_kind(duration)} {duration!r}; expected a number >= 0")
+    offset = entry.get("offset")
+    if offset is not None and (not isinstance(offset, (int, float)) or isinstance(offset, bool)
+                               or not math.isfinite(offset) or offset < 0):
+        problems.append(f"has offset {_kind(offset)} {offset!r}; expected a number of seconds >= 0")
+    elif offset is not None and duration == 0:
+        problems.append("has a slice (offset) of duration 0")
     text = entry.get("text")
     if text is not None and not isinstance(text, str):
         problems.append(f"has text {_kind(text)} {text!r:.40}; expected a string")
@@ -118,8 +127,15 @@ def _string(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def row_identity(manifest: str | None, audio: AudioSource | None, channel: object, channel_mode: object) -> str:
+    """A row's `row_id`: its manifest (or shard, or table file) and what it asks to transcribe."""
+    return digest(manifest or "", audio.identity() if audio else "", str(channel), str(channel_mode))
+
+
 def parse_line(raw: bytes, manifest: str | None, line: int, base_dir: str) -> ManifestRow:
-    """One manifest line (without its newline) as a row; never raises for the line's content."""
+    """One manifest line (without its newline) as a row; never raises for the line's content. A line with `offset`
+    is a slice of its file (NeMo's semantics: `duration` is then the slice's length; without it, to the end), with
+    an identity of its own."""
     row = ManifestRow(row_id=digest(manifest or "", "line", str(line)), source_hash=digest(raw, size=6),
                       manifest=manifest, line=line)
     try:
@@ -150,14 +166,15 @@ def parse_line(raw: bytes, manifest: str | None, line: int, base_dir: str) -> Ma
         row.error = "; ".join(problems)
         return row
     row.manifest_duration = float(entry["duration"]) if entry.get("duration") is not None else None
+    if entry.get("offset") is not None:
+        row.audio = AudioSource(row.audio.url, offset=float(entry["offset"]), duration=row.manifest_duration)
     row.reference_text = entry.get("text")
     lang = entry.get("target_lang") if _string(entry.get("target_lang")) else entry.get("lang")
     row.requested_lang = _string(lang)
     row.requested_channel_mode = _string(entry.get("channel_mode"))
     row.requested_channel = entry.get("channel")
     # Identity: the manifest and what the row asks to transcribe. Content: the entry itself, key order ignored.
-    row.row_id = digest(manifest or "", row.audio.identity() if row.audio else "", str(row.requested_channel),
-                        str(row.requested_channel_mode))
+    row.row_id = row_identity(manifest, row.audio, row.requested_channel, row.requested_channel_mode)
     row.source_hash = digest(json.dumps(entry, sort_keys=True, ensure_ascii=False), size=6)
     return row
 
@@ -217,12 +234,36 @@ def iter_manifest(manifest: str, handle: IO[bytes]) -> Iterator[ManifestRow]:
         yield row
 
 
-def read_manifest(manifest: str) -> Iterator[ManifestRow]:
-    """Stream the manifest at `manifest` (any fsspec URL) as rows."""
+@contextmanager
+def open_manifest(manifest: str) -> Iterator[IO[bytes]]:
+    """A manifest's bytes as a stream: gzip-compressed ones (`.gz`: `.jsonl.gz`, `.json.gz`) decompressed as read."""
     fs, path = filesystem(manifest)
-    handle = with_retries(lambda: fs.open(path, "rb", block_size=4 * 2**20))
-    with handle:
-        yield from iter_manifest(manifest, handle)
+    with with_retries(lambda: fs.open(path, "rb", block_size=4 * 2**20)) as handle:
+        if path.lower().endswith(".gz"):
+            with gzip.GzipFile(fileobj=handle, mode="rb") as unzipped:
+                yield unzipped
+        else:
+            yield handle
+
+
+def read_manifest(manifest: str) -> Iterator[ManifestRow]:
+    """Stream the manifest at `manifest` (any fsspec URL, gzip-compressed or not) as rows. A compressed manifest
+    that breaks off midway (truncated, corrupt) gives the rows read before the break and one error row saying so."""
+    with open_manifest(manifest) as handle:
+        rows = iter_manifest(manifest, handle)
+        last = 0
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+                yield ManifestRow(row_id=digest(manifest, "broken"), source_hash=digest(str(error), size=6),
+                                  manifest=manifest, line=last + 1,
+                                  error=f"compressed manifest breaks off after line {last}: {error}")
+                return
+            last = row.line or last
+            yield row
 
 
 def iter_audio_dir(audio_dir: str) -> Iterator[ManifestRow]:
@@ -249,5 +290,6 @@ def manifest_urls(urls: Iterable[str]) -> list[str]:
     return list(seen)
 
 
-__all__ = ["ManifestRow", "digest", "iter_audio_dir", "iter_manifest", "manifest_urls", "parse_line",
+__all__ = ["ManifestRow", "digest", "open_manifest", "row_identity", "iter_audio_dir", "iter_manifest",
+           "manifest_urls", "parse_line",
            "read_manifest", "MAX_LINE_BYTES", "KNOWN_FIELDS", "AUDIO_EXTENSIONS"]

@@ -329,7 +329,8 @@ def recordings_manifest(recordings: pa.Table, split_of: dict[str, str], split: s
     for i, r in enumerate(recordings.to_pylist()):
         if split_of.get(r["row_id"]) != split or r["error"] or not r["audio_url"]:
             continue
-        entry = {"audio_filepath": r["audio_url"], "duration": r["duration"], "text": r["reference_text"],
+        entry = {"audio_filepath": r["audio_url"], "offset": r.get("audio_offset"), "duration": r["duration"],
+                 "text": r["reference_text"],
                  "lang": known[i], "channel_mode": r["channel_mode"] if r["channel_mode"] == "split" else None}
         entry.update(json.loads(r["metadata"]) if r["metadata"] else {})
         entries.append({k: v for k, v in entry.items() if v is not None})

@@ -49,7 +49,7 @@ def check_inputs(spec: JobSpec) -> list[InputSource]:
     """The inputs (each manifest normalised and once, each non-empty; or the audio folder), and the output folder
     creatable (a bucket must already exist: the job never creates one)."""
     try:
-        inputs = find_inputs(spec.dataset_manifest, spec.audio_dir)
+        inputs = find_inputs(spec.dataset_manifest, spec.audio_dir, spec.tarred_audio_filepaths)
     except InputError as error:
         raise ConfigError(str(error)) from None
     try:

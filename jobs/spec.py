@@ -71,9 +71,15 @@ class JobSpec:
     model_adapter: str = setting("nemotron_rnnt", "the model adapter (pipeline/models/), or module:Class of your "
                                                   "own")
     # Any: a string or a list (OmegaConf's str would refuse the list); `check` allows only those.
-    dataset_manifest: Any = setting(None, "JSON-lines manifest(s), local or any fsspec URL: a path (an existing file "
-                                          "is that file, whatever characters its name holds), a glob, a "
-                                          "comma-separated list, or a list [a, b] (any names); each must match")
+    dataset_manifest: Any = setting(None, "what to transcribe, chosen by what it holds: JSON-lines manifest(s) (.gz "
+                                          "too), WebDataset .tar shards, Parquet/Arrow files or a folder of them "
+                                          "(audio bytes in an `audio` column); a path (an existing file is that "
+                                          "file, whatever characters its name holds), a glob, {0..N} braces, a "
+                                          "comma-separated list, or a list [a, b] (any names); each must match; local "
+                                          "or any fsspec URL")
+    tarred_audio_filepaths: Optional[str] = setting(None, "a NeMo tarred dataset's shards (audio__OP_0..N_CL_.tar, "
+                                                          "audio_{0..N}.tar, a glob); dataset_manifest is then its "
+                                                          "manifest, or one per shard")
     audio_dir: Optional[str] = setting(None, "instead of a manifest: every audio file under this folder or prefix")
     output_path: str = setting(MISSING, "output folder, local or s3:// (required); a rerun into it resumes")
     target_lang: str = setting("auto", "a locale or alias of the checkpoint (en-US, de, ...) or auto; a manifest "
@@ -167,6 +173,8 @@ def check(spec: JobSpec) -> None:
     """Checks that need neither the data nor the checkpoint: every number in a sane range, every choice known."""
     if bool(spec.dataset_manifest) == bool(spec.audio_dir):
         raise ConfigError("set exactly one of dataset_manifest (JSON-lines manifests) or audio_dir (a folder)")
+    if spec.tarred_audio_filepaths and not spec.dataset_manifest:
+        raise ConfigError("tarred_audio_filepaths needs dataset_manifest (the manifest that lists the members)")
     if not spec.output_path.strip():
         raise ConfigError("output_path is required (e.g. output_path=/data/out)")
     c, a, s, o = spec.compute, spec.audio, spec.segmenting, spec.output

@@ -161,14 +161,15 @@ def conversation_turns(segments: list[dict]) -> list[dict]:
 
 
 RECORDING_KEYS = ("row_id", "source_hash", "audio_filepath", "target_lang", "prompt_locale", "channel_mode",
-                  "reference_text", "manifest", "line", "audio_url", "manifest_duration", "duration",
-                  "speech_seconds", "source_sample_rate", "source_channels", "metadata", "error", "error_stage", "warnings")
+                  "reference_text", "manifest", "line", "audio_url", "audio_offset", "audio_member",
+                  "audio_row", "manifest_duration", "duration", "speech_seconds",
+                  "source_sample_rate", "source_channels", "metadata", "error", "error_stage", "warnings")
 
 
 def assemble_recording(recording: dict, run: RunInfo) -> dict:
     """A transcribed recording (its segments nested) as its output row, its segments as output rows nested in it."""
     out = {k: recording.get(k) for k in RECORDING_KEYS}
-    for key in ("audio_filepath", "audio_url", "manifest", "metadata"):  # a signed URL is a credential
+    for key in ("audio_filepath", "audio_url", "audio_member", "manifest", "metadata"):  # a signed URL is a credential
         out[key] = redact(out[key])
     out.update(run.columns())
     rows = sorted(recording.get("segments") or [], key=lambda r: (r.get("channel") or 0, r["segment_index"]))

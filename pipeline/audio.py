@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, NoReturn
 
 import av
@@ -178,6 +178,8 @@ def stream_audio(
     target_sample_rate: int = TARGET_SAMPLE_RATE,
     max_duration: float | None = None,
     block_seconds: float = 10.0,
+    offset: float | None = None,
+    duration: float | None = None,
 ) -> tuple[AudioInfo, Iterator[NDArray[np.float32]]]:
     """Decode incrementally: (info, blocks), blocks being float32 (channels, n) C-contiguous arrays at
     `target_sample_rate` of about `block_seconds` each, so memory does not grow with the recording's length.
@@ -215,7 +217,26 @@ def stream_audio(
     A failure to READ the source (a file object whose read raises, e.g. a network error that outlived the fetch's
     retries) is raised unchanged, from the probe or the iterator, never turned into an AudioDecodeError nor into a
     silently shorter recording (libsndfile takes a failed read for the end of the file).
+
+    `offset` / `duration` (seconds) decode a slice only (NeMo's manifest fields): blocks start `offset` seconds into
+    the source and stop after `duration` seconds (None: to the end), and the source is read no further than the
+    slice needs (see `_slice`). `max_duration` then bounds the slice, not the file.
     """
+    if offset is not None or duration is not None:
+        return _slice(source, target_sample_rate, max_duration, block_seconds, offset or 0.0, duration)
+    info, blocks, _start = _stream_whole(source, target_sample_rate, max_duration, block_seconds)
+    return info, blocks
+
+
+def _stream_whole(
+    source: BinaryIO | bytes,
+    target_sample_rate: int,
+    max_duration: float | None,
+    block_seconds: float,
+    start_seconds: float = 0.0,
+) -> tuple[AudioInfo, Iterator[NDArray[np.float32]], int]:
+    """stream_audio's body; `start_seconds` > 0 seeks there first where the format allows (see `_open`), and the
+    third value is the source frame the first block starts at."""
     if target_sample_rate <= 0:
         raise ValueError(f"target_sample_rate must be positive, got {target_sample_rate}")
     if max_duration is not None and not max_duration > 0:
@@ -228,7 +249,7 @@ def stream_audio(
     _raise_read_failure(fileobj)
 
     try:
-        reader, first = _open(fileobj, max_duration, block_seconds)
+        reader, first = _open(fileobj, max_duration, block_seconds, start_seconds)
     except AudioDecodeError:
         _raise_read_failure(fileobj)  # "not an audio file" because the bytes never came is a read failure
         raise
@@ -265,7 +286,8 @@ def stream_audio(
         duration=reader.header_duration,
         report=report,
     )
-    return info, _stream_blocks(fileobj, reader, first, target_sample_rate, max_duration, block_seconds, report)
+    blocks = _stream_blocks(fileobj, reader, first, target_sample_rate, max_duration, block_seconds, report)
+    return info, blocks, reader.start_frame
 
 
 # --- internals ----------------------------------------------------------------------------------------------------
@@ -360,7 +382,21 @@ class _SoundfileReader:
         self.source_format = f"{f.format}/{f.subtype}"
         self.header_duration = _header_duration(f)
         self.prior_failure: str | None = None
+        self.start_frame = 0  # where the first block begins (a slice's seek)
         self._block_frames = _block_frames(block_seconds, self.rate, self.channels)
+
+    def seek_to(self, seconds: float) -> None:
+        """Start at `seconds` (a slice), by frames, where the format's seek is exact and cheap; else stay at 0."""
+        f = self._file
+        if f.format not in _SEEKABLE_FORMATS or not f.seekable():
+            return
+        frame = int(round(seconds * self.rate))
+        if self.header_duration is not None:
+            frame = min(frame, f.frames)
+        try:
+            self.start_frame = f.seek(frame)
+        except Exception as e:  # noqa: BLE001
+            raise _DecoderFailed(_reason(e)) from None
 
     def read(self) -> NDArray[np.float32]:
         try:
@@ -402,6 +438,7 @@ class _PyAVReader:
         self.rate: int = self._stream.rate or 0
         self.channels: int = self._stream.codec_context.channels
         self.prior_failure: str | None = None
+        self.start_frame = 0  # PyAV decodes from the start: a slice drops what comes before its offset
         self._block_seconds = block_seconds
         self._block_frames = 1
         self._frames: Iterator[av.AudioFrame] | None = None
@@ -494,15 +531,83 @@ class _PyAVReader:
 
 _Reader = _SoundfileReader | _PyAVReader
 
+# Formats whose libsndfile seek is exact and reads only headers (PCM by frame size, FLAC by its seek table or a
+# search): a slice of them is read from its offset. Compressed formats (MP3, Ogg) are decoded from the start and what
+# comes before the offset dropped, which is exact whatever their encoder delay.
+_SEEKABLE_FORMATS = {"WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "FLAC"}
+_MIN_SLICE_BLOCK_SECONDS = 0.25
+
+
+def _slice(
+    source: BinaryIO | bytes,
+    target_rate: int,
+    max_duration: float | None,
+    block_seconds: float,
+    offset: float,
+    duration: float | None,
+) -> tuple[AudioInfo, Iterator[NDArray[np.float32]]]:
+    """stream_audio for a slice: seek where the format allows, drop target-rate samples before `offset` (all of
+    them for formats decoded from the start), stop reading once `duration` seconds are out. A slice that starts past
+    the end of the audio is an AudioDecodeError; one that ends past it is shorter, and the report says so."""
+    if offset < 0 or (duration is not None and duration <= 0):
+        raise ValueError(f"a slice needs offset >= 0 and duration > 0, got offset={offset}, duration={duration}")
+    if duration is not None:
+        if max_duration is not None:
+            _check_duration(duration, max_duration)
+            max_duration = None  # the slice's own length bounds it; the file may be longer
+        # The decoder reads one block ahead: blocks of an eighth of the slice keep that look-ahead small.
+        block_seconds = min(block_seconds, max(_MIN_SLICE_BLOCK_SECONDS, duration / 8))
+    info, blocks, start_frame = _stream_whole(source, target_rate, max_duration, block_seconds, offset)
+    report = info.report
+    full_duration = info.duration
+
+    def sliced() -> Iterator[NDArray[np.float32]]:
+        # Target-rate samples to drop: what lies between where the decoder started and the offset.
+        seeked = start_frame / info.source_sample_rate
+        skip = int(round((offset - seeked) * target_rate))
+        wanted = None if duration is None else int(round(duration * target_rate))
+        out = 0
+        try:
+            for block in blocks:
+                if skip >= block.shape[1]:
+                    skip -= block.shape[1]
+                    continue
+                if skip:
+                    block, skip = block[:, skip:], 0
+                if wanted is not None and out + block.shape[1] >= wanted:
+                    block = block[:, : wanted - out]
+                    out += block.shape[1]
+                    if block.shape[1]:
+                        yield block
+                    break
+                out += block.shape[1]
+                yield block
+        finally:
+            blocks.close()
+        if out == 0:
+            known = f" ({full_duration:.1f} s)" if full_duration is not None else ""
+            raise AudioDecodeError(f"the slice at {offset:.2f} s starts past the end of the recording{known}")
+        # The report speaks of the slice: its length against the slice's, not the file's.
+        report.decoded_frames = int(round(out * info.source_sample_rate / target_rate))
+        report.header_duration = duration if full_duration is None or duration is None else min(
+            duration, max(full_duration - offset, 0.0))
+        report.complete = True
+
+    return replace(info, duration=duration), sliced()
+
 
 def _block_frames(block_seconds: float, rate: int, channels: int) -> int:
     limit = max(1, _MAX_BLOCK_SAMPLES // max(channels, 1))
     return max(1, min(int(round(block_seconds * max(rate, 1))), limit))
 
 
-def _open(fileobj: BinaryIO, max_duration: float | None, block_seconds: float) -> tuple[_Reader, NDArray[np.float32]]:
+def _open(fileobj: BinaryIO, max_duration: float | None, block_seconds: float,
+          start_seconds: float = 0.0) -> tuple[_Reader, NDArray[np.float32]]:
     """The probe: soundfile first, PyAV if soundfile cannot open the source or read its first block (or reads no
-    samples at all); returns the reader and its first block, or raises AudioDecodeError naming both complaints."""
+    samples at all); returns the reader and its first block, or raises AudioDecodeError naming both complaints.
+    `start_seconds` > 0 (a slice): soundfile seeks there by frames in the formats whose seek is exact and cheap
+    (`_SEEKABLE_FORMATS`), and the reader's `start_frame` says where its first block begins; other readers start at
+    0 and the slice drops what comes before."""
     try:
         reader: _Reader = _SoundfileReader(fileobj, block_seconds)
     except _DecoderFailed as failure:
@@ -512,6 +617,8 @@ def _open(fileobj: BinaryIO, max_duration: float | None, block_seconds: float) -
             if max_duration is not None and reader.header_duration is not None:
                 # The header check: refuse before a single sample is read.
                 _check_duration(reader.header_duration, max_duration)
+            if start_seconds > 0:
+                reader.seek_to(start_seconds)
             first = reader.read()
         except _DecoderFailed as failure:
             reader.close()
@@ -571,9 +678,9 @@ def _stream_blocks(
     """The iterator half of stream_audio: `first` has passed the probe's checks; later blocks are checked here, and
     every block is accounted in `report`."""
     rate, channels = reader.rate, reader.channels
-    max_frames = None if max_duration is None else int(max_duration * rate)
+    position = reader.start_frame  # source frames before `block` (a slice's seek skips some)
+    max_frames = None if max_duration is None else position + int(max_duration * rate)
     resampler = None if rate == target_rate else soxr.ResampleStream(rate, target_rate, channels, dtype="float32")
-    position = 0  # source frames decoded before `block`
     produced = 0
     block = first
     try:

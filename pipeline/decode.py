@@ -78,8 +78,10 @@ def decode_recording(row: dict, settings: DecodeSettings) -> dict:
     decoded: dict[int | None, int] = {}
     with handle:
         try:
+            # A slice (NeMo's offset/duration) is decoded alone; its segments' times are from its start.
             info, blocks = stream_audio(handle, target_sample_rate=settings.sample_rate,
-                                        max_duration=audio.max_duration)
+                                        max_duration=audio.max_duration, offset=source.offset,
+                                        duration=source.duration)
             report = info.report
             row["source_sample_rate"] = info.source_sample_rate
             row["source_channels"] = info.source_channels

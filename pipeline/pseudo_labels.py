@@ -80,6 +80,7 @@ RECORDING_COLUMNS = {
     "error_stage": pa.string(), "target_lang": pa.string(), "prompt_locale": pa.string(), "language": pa.string(),
     "language_mismatch": pa.bool_(), "reference_text": pa.string(), "wer": pa.float64(), "cer": pa.float64(),
     "metadata": pa.string(), "channel_mode": pa.string(), "source_channels": pa.int32(), "duration": pa.float64(),
+    "audio_offset": pa.float64(),
 }
 SENTENCE_TYPE = pa.list_(pa.struct([pa.field("text", pa.string()), pa.field("language", pa.string())]))
 SEGMENT_COLUMNS = {
@@ -131,6 +132,8 @@ def utterances(recordings: pa.Table, segments: pa.Table) -> pa.Table:
     audio_filepath, source_channels, channel_mode, language and language_source (`row_language`), language_mismatch,
     has_reference, wer, cer, metadata, forced_cut, chars_per_second; plus `sentences` when `segments` has it.
     A segment whose recording row is missing is not an utterance (the sink commits both tables together).
+    `start` and `end` are seconds in `audio_url`: a slice's segment times (from the slice's start) plus its
+    `audio_offset`, so the audio is cut from the right place.
     """
     index = pc.index_in(segments["row_id"], value_set=recordings["row_id"])
     segments = segments.filter(pc.is_valid(index))
@@ -142,10 +145,12 @@ def utterances(recordings: pa.Table, segments: pa.Table) -> pa.Table:
                                               "prompt_locale": recording["prompt_locale"],
                                               "language": pc.coalesce(segments["language"], recording["language"])}))
     duration = pc.subtract(segments["end"], segments["start"])
+    offset = pc.fill_null(recording["audio_offset"], 0.0)
     text = segments["text"]
     columns = {
         "row_id": segments["row_id"], "segment_index": segments["segment_index"], "channel": segments["channel"],
-        "speaker": segments["speaker"], "start": segments["start"], "end": segments["end"], "duration": duration,
+        "speaker": segments["speaker"], "start": pc.add(segments["start"], offset),
+        "end": pc.add(segments["end"], offset), "duration": duration,
         "text": text, "segment_language": segments["language"], "confidence": segments["confidence"],
         "error_stage": pc.coalesce(segment_stage, recording_stage),
         "has_error": pc.or_(pc.is_valid(segments["error"]), pc.is_valid(recording["error"])),

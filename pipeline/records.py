@@ -164,6 +164,11 @@ RECORDINGS_SCHEMA = pa.schema([
     pa.field("manifest", pa.string()),
     pa.field("line", pa.int64()),
     pa.field("audio_url", pa.string()),
+    # Where in `audio_url` the audio is (connectors.audio_source), null when it is the whole file: a slice's start in
+    # seconds (segment and word times are from the slice's start), a tar shard's member, a table file's row (0-based).
+    pa.field("audio_offset", pa.float64()),
+    pa.field("audio_member", pa.string()),
+    pa.field("audio_row", pa.int64()),
     pa.field("manifest_duration", pa.float64()),
     pa.field("source_sample_rate", pa.int32()),
     pa.field("source_channels", pa.int32()),

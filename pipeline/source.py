@@ -13,6 +13,7 @@ and the final accounting; the driver never sees the rows.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -30,6 +31,8 @@ from pipeline.records import WORK_BLOCK_SCHEMA
 _INDEX_CACHE: dict[str, ResumeIndex] = {}
 UNKNOWN_DURATION_SECONDS = 60.0  # what a row without `duration` counts for when work blocks are cut
 _CHECK_EVERY = 4096  # rows looked up in the index at once (vectorised)
+# ... or fewer, once the rows waiting hold this many bytes of audio (tar members, table cells travel with their rows)
+_CHECK_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,16 @@ def read_rows(source: InputSource, settings: SourceSettings, index: ResumeIndex 
             yield resolved
         pending.clear()
 
+    pending_bytes = 0
     for row in iter_rows(source):
         stats.rows += 1
         seen.extend(bytes.fromhex(row.row_id))
         pending.append(row)
-        if len(pending) >= _CHECK_EVERY:
+        if row.audio is not None and row.audio.data is not None:
+            pending_bytes += len(row.audio.data)
+        if len(pending) >= _CHECK_EVERY or pending_bytes >= _CHECK_BYTES:
             yield from drain()
+            pending_bytes = 0
     yield from drain()
     if index is not None and len(index):
         committed = index.ids_of_manifest(source.manifest)
@@ -125,19 +132,20 @@ def cut_blocks(rows: Iterable[dict], settings: SourceSettings) -> Iterator[list[
 
 
 def read_blocks(batch: pa.Table, settings: SourceSettings, index_ref: list, ledger) -> Iterator[pa.Table]:
-    """Ray `map_batches` UDF: groups of inputs (`kinds`, `urls`) in, work blocks out, one per table. Each input's
-    counts go to the ledger once its rows are all in blocks."""
+    """Ray `map_batches` UDF: groups of inputs (`inputs`: their fields) in, work blocks out, one per table. Each
+    input's counts go to the ledger once its rows are all in blocks."""
     import ray
 
     install_redaction()  # idempotent: this worker's log records carry no credential
     index = _index(index_ref)
-    for kinds, urls in zip(batch["kinds"].to_pylist(), batch["urls"].to_pylist()):
+    for group in batch["inputs"].to_pylist():
+        sources = [InputSource(i["kind"], i["url"], i["manifest_url"], bool(i["shared"])) for i in group]
         finished: list[ReadStats] = []
 
         def rows() -> Iterator[dict]:
-            for kind, url in zip(kinds, urls):
-                stats = ReadStats(source=url)
-                yield from read_rows(InputSource(kind, url), settings, index, stats)
+            for source in sources:
+                stats = ReadStats(source=source.url)
+                yield from read_rows(source, settings, index, stats)
                 finished.append(stats)
 
         def report() -> None:
@@ -146,15 +154,14 @@ def read_blocks(batch: pa.Table, settings: SourceSettings, index_ref: list, ledg
 
         for number, block in enumerate(cut_blocks(rows(), settings)):
             if ledger is not None:  # wait while too much is read but not yet committed (pipeline/ledger.py)
-                ray.get(ledger.admit.remote(urls[0], number, len(block)))
+                ray.get(ledger.admit.remote(sources[0].url, number, len(block)))
             yield pa.Table.from_pylist([{"block": number, "rows": block}], schema=WORK_BLOCK_SCHEMA)
             report()
         report()
 
 
 def input_groups(inputs: list[InputSource], max_groups: int = 64) -> list[dict]:
-    """The inputs in at most `max_groups` contiguous groups, one read task each: a large manifest keeps a task of its
-    own while there are few, and many small ones share tasks (and work blocks)."""
+    """The inputs in at most `max_groups` contiguous groups, one read task each: a large manifest (or a shard) keeps
+    a task of its own while there are few, and many small ones share tasks (and work blocks)."""
     size = -(-len(inputs) // max_groups) if inputs else 1
-    return [{"kinds": [i.kind for i in inputs[k:k + size]], "urls": [i.url for i in inputs[k:k + size]]}
-            for k in range(0, len(inputs), size)]
+    return [{"inputs": [dataclasses.asdict(i) for i in inputs[k:k + size]]} for k in range(0, len(inputs), size)]

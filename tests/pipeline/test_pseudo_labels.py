@@ -198,3 +198,13 @@ def test_an_output_with_no_segments_selects_nothing_without_failing():
     table, missing = labels.assign_splits(labels.judge(table, filters), labels.Splits())
     final = labels.finish(table, labels.choose_replay(labels.replay_pool(table), 3, seed=0))
     assert final.num_rows == 0 and missing == 0 and labels.counts_by_reason(final) == {}
+
+
+def test_a_slices_utterances_are_placed_in_its_file():
+    """A recording that is a slice (NeMo offset) has segment times from the slice's start: its utterances are cut
+    from the file at the slice's offset plus those times; a whole file's stay as they are."""
+    recordings = [recording("slice", audio_offset=120.5), recording("whole")]
+    segments = [segment("slice", 0, 0.25, 3.0), segment("whole", 0, 0.25, 3.0)]
+    got = {r["utt_id"]: (r["start"], r["end"], r["duration"])
+           for r in labels.utterances(*tables(recordings, segments)).to_pylist()}
+    assert got == {"slice-m-0000": (120.75, 123.5, 2.75), "whole-m-0000": (0.25, 3.0, 2.75)}

@@ -43,8 +43,7 @@ def test_many_one_line_manifests_share_work_blocks(tmp_path, monkeypatch) -> Non
     assert len(groups) == 40  # few inputs: one read task each ...
     (group,) = input_groups([InputSource(MANIFEST, u) for u in urls], max_groups=1)  # ... many: they share
     ledger = _Ledger()
-    tables = list(read_blocks(pa.table({"kinds": [group["kinds"]], "urls": [group["urls"]]}), _settings(600.0),
-                              [], ledger))
+    tables = list(read_blocks(pa.Table.from_pylist([group]), _settings(600.0), [], ledger))
     sizes = [len(t["rows"][0].as_py()) for t in tables]
     assert sizes == [20, 20]  # 600 s of 30 s rows per block, across manifests
     rows = [r for t in tables for r in t["rows"][0].as_py()]
@@ -56,8 +55,8 @@ def test_groups_are_contiguous_and_cover_every_input_once() -> None:
     inputs = [InputSource(MANIFEST, f"/m/{i}.jsonl") for i in range(1000)] + [InputSource(AUDIO_DIR, "/audio")]
     groups = input_groups(inputs, max_groups=64)
     assert len(groups) <= 64
-    assert [u for g in groups for u in g["urls"]] == [i.url for i in inputs]
-    assert groups[-1]["kinds"][-1] == AUDIO_DIR
+    assert [i["url"] for g in groups for i in g["inputs"]] == [i.url for i in inputs]
+    assert groups[-1]["inputs"][-1]["kind"] == AUDIO_DIR
 
 
 def test_blocks_by_audio_and_by_rows() -> None:
