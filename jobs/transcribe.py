@@ -131,15 +131,24 @@ def _graph(p: Plan, run_id: str, index_refs: list, ledger):
                                index_refs, ledger)
 
 
-def _iterate(ds, out: queue.Queue) -> None:
+def _iterate(ds, out: queue.Queue, stop: StopRequest) -> None:
     """Feed the dataset's finished blocks (references) to the driver loop, from a thread, so that the loop can keep
-    committing by age and printing progress while it waits."""
+    committing by age and printing progress while it waits. On a stop request it closes the iteration, which shuts
+    Ray Data's executor down before the process exits (else its thread outlives Ray and logs tracebacks)."""
+    # What `ds.iter_internal_ref_bundles()` does (references only: the driver never fetches rows), keeping the
+    # executor, which that public method drops, so that a stop can shut it down.
+    bundles, _, executor = ds._execute_to_iterator(capture_executor=False)
     try:
-        for bundle in ds.iter_internal_ref_bundles():  # references only: the driver never fetches rows
+        for bundle in bundles:
+            if stop.requested:
+                break
             out.put(bundle)
         out.put(None)
     except BaseException as error:  # noqa: BLE001 - re-raised on the driver's thread
         out.put(error)
+    finally:
+        if stop.requested and executor is not None:
+            executor.shutdown(force=True)
 
 
 def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest):
@@ -154,7 +163,8 @@ def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest):
     committer = p.store.committer(run_id, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, p.spec.output)
     progress = Progress(p.spec.output.progress_seconds, len(p.inputs))
     bundles: queue.Queue = queue.Queue()
-    threading.Thread(target=_iterate, args=(ds, bundles), name="dataset-feeder", daemon=True).start()
+    feeder = threading.Thread(target=_iterate, args=(ds, bundles, stop), name="dataset-feeder", daemon=True)
+    feeder.start()
     reported = 0  # commits told to the ledger (it paces reading by them)
     while not stop.requested:
         try:
@@ -175,6 +185,8 @@ def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest):
         if progress.due():
             progress.emit(progress_line(progress, committer, ray.get(ledger.get.remote())))
     committer.close()
+    if stop.requested:
+        feeder.join(timeout=30)  # the executor shuts down once the feeder closes the iteration
     if os.environ.get("NEMOTRON_BATCH_STATS"):  # Ray Data's per-stage timings, for tuning
         log.info("%s", ds.stats())
     totals: LedgerTotals = ray.get(ledger.get.remote())

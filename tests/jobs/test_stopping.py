@@ -42,7 +42,7 @@ def test_a_signal_stops_the_job_cleanly_and_a_rerun_resumes(tmp_path, signum) ->
         remove_tree(tmpdir)
     assert proc.returncode == 128 + signum, output
     assert f"stopped     by {signal.Signals(signum).name} before the end" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
     (record_path,) = (out / "runs").glob("*.json")
     record = json.loads(record_path.read_text())
     assert record["status"] == "stopped" and record["summary"]["stopped_by"] == signal.Signals(signum).name
