@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from benchmarks.adapters import busy_log_lines
 from benchmarks.common import machine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,9 +117,9 @@ def simulated(args) -> dict:
         started = time.time()
         job, output = run_job(manifest, Path(tmp) / "out", "SimulatedAccelerator", args.extra,
                               env={"SIM_RTFX": str(args.rtfx), "SIM_BUSY_LOG": str(log)})
-        calls = [tuple(map(float, line.split())) for line in log.read_text().splitlines() if line.strip()]
-    busy = sum(end - start for start, end, _ in calls)
-    first, last = min(c[0] for c in calls), max(c[1] for c in calls)
+        calls = busy_log_lines(log.read_text())
+    busy = sum(c.end - c.start for c in calls)
+    first, last = min(c.start for c in calls), max(c.end for c in calls)
     return {"benchmark": "simulated", "clips": args.clips, "audio_seconds": round(audio, 1), "rtfx": args.rtfx,
             "accelerator_seconds": round(busy, 1), "batches": len(calls), "job_seconds": round(job, 1),
             "busy_whole_job": round(busy / job, 3), "busy_first_to_last_call": round(busy / (last - first), 3),
