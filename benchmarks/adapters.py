@@ -8,7 +8,8 @@
   start and end (wall clock), padded seconds, and where it ran: the actor's process id, its Ray node id and the GPUs
   Ray gave it (`CUDA_VISIBLE_DEVICES`, which Ray sets for an actor that reserves GPUs; `-` when none). So a benchmark
   can tell how busy each "accelerator" was over the job and between its first and last call, and a test where each
-  actor ran. On a cluster every node must see the same log file (nodes on one machine do).
+  actor ran. `SIM_ACTORS_LOG`, if set, gets one line per actor as it starts (time, pid, node id, GPUs). On a cluster
+  every node must see the same log files (nodes on one machine do).
 
 Both describe a checkpoint as the released model's config (prompt dictionary, 16 kHz, latency list), read from
 `pipeline.models.released`, whatever `model_path` says.
@@ -55,6 +56,9 @@ class SimulatedAccelerator:
         self.rtfx = float(os.environ.get("SIM_RTFX", "200"))
         self.log = os.environ.get("SIM_BUSY_LOG")
         self.where = f"{os.getpid()} {_node_id()} {os.environ.get('CUDA_VISIBLE_DEVICES') or '-'}"
+        if os.environ.get("SIM_ACTORS_LOG"):  # every actor that started, called or not
+            with open(os.environ["SIM_ACTORS_LOG"], "a") as handle:
+                handle.write(f"{time.time():.6f} {self.where}\n")
 
     def transcribe(self, items: Sequence[AudioItem]) -> list[ModelOutput]:
         durations = [max(it.num_samples / SAMPLE_RATE, MIN_CLIP_SECONDS) for it in items]

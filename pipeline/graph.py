@@ -100,9 +100,14 @@ def transcription_graph(inputs: list[InputSource], source: SourceSettings, decod
         # would run one file at a time with the accelerator waiting.
         memory=compute.decode_memory_mb * 2**20,
     )
-    resources = {"num_gpus": compute.gpus_per_actor} if pool.use_gpu else {}
-    if compute.actor_memory_mb:
-        resources["memory"] = compute.actor_memory_mb * 2**20
+    resources = {"memory": compute.actor_memory_mb * 2**20} if compute.actor_memory_mb else {}
+    if pool.use_gpu:
+        # The GPUs go in through ray_remote_args_fn: `num_gpus=` makes Ray Data (2.60) demand an int batch_size,
+        # and an int batch_size bundles small blocks into one call until it has that many rows (a hundred blocks
+        # of two hour-long recordings each in one call). Ray still reserves the GPUs and sets CUDA_VISIBLE_DEVICES
+        # per actor (tests/jobs/test_rehearsal_cluster.py). Ray marks the argument deprecated for 2.64.
+        gpus = compute.gpus_per_actor
+        resources["ray_remote_args_fn"] = lambda: {"num_gpus": gpus}
     transcribed = decoded.map_batches(
         TranscriptionActor,
         fn_constructor_kwargs={"settings": inference},
