@@ -73,7 +73,7 @@ class Cluster:
     def add_gpu_node(self, name: str, gpus: int = 2) -> str:
         count = 2 + len(self.gpu_nodes)
         # `ray start` gives a raylet 30 s (fixed) to register; a machine loaded by other work can miss that: retry.
-        for attempt in range(3):
+        for attempt in range(5):
             proc = self._node(name, [f"--address=127.0.0.1:{self.gcs_port}", f"--num-cpus={NODE_CPUS}",
                                      f"--num-gpus={gpus}", f'--resources={{"{name}": 1}}'])
             wait_for(lambda: proc.poll() is not None or _alive_nodes(self.dashboard, count), timeout=120,
@@ -81,6 +81,7 @@ class Cluster:
             if proc.poll() is None:
                 break
             stop_session(proc)
+            time.sleep(5)
         assert proc.poll() is None, (self.root / f"{name}.log").read_text()[-3000:]
         [node_id] = [n["node_id"] for n in _alive_nodes(self.dashboard, count) if name in n["resources_total"]]
         self.gpu_nodes[name] = node_id
