@@ -76,7 +76,7 @@ class Cluster:
         for attempt in range(5):
             proc = self._node(name, [f"--address=127.0.0.1:{self.gcs_port}", f"--num-cpus={NODE_CPUS}",
                                      f"--num-gpus={gpus}", f'--resources={{"{name}": 1}}'])
-            wait_for(lambda: proc.poll() is not None or _alive_nodes(self.dashboard, count), timeout=120,
+            wait_for(lambda: proc.poll() is not None or _alive_nodes(self.dashboard, count), timeout=240,
                      what=f"{count} alive nodes")
             if proc.poll() is None:
                 break
