@@ -6,8 +6,10 @@
 
 - zero-cost: N clips of 2-6 s, 8 kHz mu-law WAV (call-centre audio). The baseline decodes and resamples every file
   with the project's own `decode_recording` (fetch, decode, 16 kHz, cut, 16-bit) in a process pool as large as the
-  machine's cores; the job runs `python -m jobs.transcribe` with `benchmarks.adapters:ZeroCost` (an adapter that
-  answers at once). Both are timed as whole processes: interpreter, imports, Ray, everything.
+  machine's cores, built in each of the ways of POOLS; the fastest in this run is the baseline. The job runs
+  `python -m jobs.transcribe` with `benchmarks.adapters:ZeroCost` (an adapter that answers at once). All are timed as
+  whole processes (interpreter, imports, Ray, everything), wall seconds and CPU seconds of every process they start
+  (`benchmarks.common.SessionCpu`), the latter per audio hour.
 - simulated: the same clips through `benchmarks.adapters:SimulatedAccelerator`, which sleeps padded seconds / rtfx
   per batch, leaving the CPUs free, and logs each batch. Busy fraction = summed batch time over (a) the whole job's
   wall time, (b) the time from its first call's start to its last call's end.

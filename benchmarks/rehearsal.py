@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rtfx", type=float, default=20.0)
     parser.add_argument("--block-seconds", type=float, default=120.0)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--cpu-seconds-per-audio-hour", type=float, default=10.0,
+    parser.add_argument("--cpu-seconds-per-audio-hour", type=float, default=3.4,
                         help="the job's CPU per audio hour (benchmarks.machinery zero-cost)")
     parser.add_argument("--timeout", type=float, default=1200)
     parser.add_argument("--data", default=str(ROOT / "build" / "bench"))

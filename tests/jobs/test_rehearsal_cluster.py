@@ -195,10 +195,12 @@ def test_one_actor_per_declared_gpu_each_on_a_gpu_node_decoding_beside_them(clus
     assert sorted((node, gpus) for _, node, gpus in actors) == sorted((n, g) for n in gpu_ids for g in ("0", "1"))
     assert {(c.pid, c.node_id, c.gpus) for c in job.calls()} <= set(actors)
 
-    # The head declares no CPU (as in jobs/kuberay-rayjob.yaml: it runs the driver): decoding ran on the CPUs of
-    # the GPU nodes, both of them.
+    # The head declares no CPU (as in jobs/kuberay-rayjob.yaml: it runs the driver): every decode task ran on the CPUs
+    # of the GPU nodes. (Which of them is Ray's choice: with a dozen small blocks it often keeps them all beside the
+    # data, on one node.)
     decode_nodes = Counter(t["node_id"] for t in job.tasks() if "decode_block" in t["name"] and t["node_id"])
-    assert set(decode_nodes) == gpu_ids, decode_nodes
+    assert decode_nodes and set(decode_nodes) <= gpu_ids, decode_nodes
+    assert sum(decode_nodes.values()) >= 12  # one per work block of 2 rows (more when a task was retried)
 
 
 def test_the_pool_grows_within_its_bounds_while_a_second_job_runs(cluster, audio):
