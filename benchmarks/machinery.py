@@ -7,8 +7,10 @@
 
 - zero-cost: N clips of 2-6 s, 8 kHz mu-law WAV (call-centre audio). The baseline decodes and resamples every file
   with the project's own `decode_recording` (fetch, decode, 16 kHz, cut, 16-bit) in a process pool as large as the
-  machine's cores; the job runs `python -m jobs.transcribe` with `benchmarks.adapters:ZeroCost` (an adapter that
-  answers at once). Both are timed as whole processes: interpreter, imports, Ray, everything.
+  machine's cores, built in each of the ways of POOLS; the fastest in this run is the baseline. The job runs
+  `python -m jobs.transcribe` with `benchmarks.adapters:ZeroCost` (an adapter that answers at once). All are timed as
+  whole processes (interpreter, imports, Ray, everything), wall seconds and CPU seconds of every process they start
+  (`benchmarks.common.SessionCpu`), the latter per audio hour.
 - simulated: the same clips through `benchmarks.adapters:SimulatedAccelerator`, which sleeps padded seconds / rtfx
   per batch, leaving the CPUs free, and logs each batch. Busy fraction = summed batch time over (a) the whole job's
   wall time, (b) the time from its first call's start to its last call's end.
@@ -35,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from benchmarks.common import machine
+from benchmarks.adapters import busy_log_lines
+from benchmarks.common import SessionCpu, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,30 +70,56 @@ def _decode_one(path: str) -> float:
     return row["duration"] or 0.0
 
 
-def decode_pool(folder: Path, count: int, workers: int) -> float:
-    """Wall seconds of a whole process decoding every clip with the project's decoder in a pool."""
-    code = ("import sys, time; from concurrent.futures import ProcessPoolExecutor; "
-            "from benchmarks.machinery import _decode_one; "
+def _decode_chunk(paths: list[str]) -> float:
+    return sum(_decode_one(p) for p in paths)
+
+
+# Plain ways to decode the same files on all cores, each a whole process. The baseline is the fastest of them in the
+# same run (a slow baseline flatters the job).
+POOLS = {
+    "executor-map-chunks-64": "from concurrent.futures import ProcessPoolExecutor as P; pool = P({w}); "
+                              "total = sum(pool.map(_decode_one, paths, chunksize=64))",
+    "executor-map-chunks-16": "from concurrent.futures import ProcessPoolExecutor as P; pool = P({w}); "
+                              "total = sum(pool.map(_decode_one, paths, chunksize=16))",
+    "mp-imap-unordered-16": "from multiprocessing import Pool; pool = Pool({w}); "
+                            "total = sum(pool.imap_unordered(_decode_one, paths, chunksize=16))",
+    "executor-one-slice-per-worker": "from concurrent.futures import ProcessPoolExecutor as P; pool = P({w}); "
+                                     "total = sum(pool.map(_decode_chunk, [paths[i::{w}] for i in range({w})]))",
+}
+
+
+def decode_pool(folder: Path, count: int, workers: int, variant: str = "executor-map-chunks-16") -> tuple[float, float]:
+    """Wall and CPU seconds of a whole process decoding every clip with the project's decoder (`decode_recording`:
+    fetch, decode, 16 kHz, cut, 16-bit) in a pool of `workers` processes, built as POOLS[variant] says."""
+    code = ("from benchmarks.machinery import _decode_one, _decode_chunk; "
             f"paths = [r'{folder}/clip-%06d.wav' % i for i in range({count})]; "
-            f"pool = ProcessPoolExecutor({workers}); "
-            "total = sum(pool.map(_decode_one, paths, chunksize=64)); print(total)")
+            + POOLS[variant].format(w=workers) + "; print(total)")
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
-    return time.monotonic() - started
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
+    meter = SessionCpu(proc.pid).start()
+    if proc.wait() != 0:
+        raise SystemExit(f"decode pool {variant} failed ({proc.returncode})")
+    meter.stop()
+    return time.monotonic() - started, meter.seconds
 
 
-def run_job(manifest: Path, out: Path, adapter: str, extra: list[str], env: dict | None = None) -> tuple[float, str]:
-    """Wall seconds of `python -m jobs.transcribe` as a whole process, and its output."""
+def run_job(manifest: Path, out: Path, adapter: str, extra: list[str], env: dict | None = None, cpu: bool = False):
+    """Wall seconds of `python -m jobs.transcribe` as a whole process, and its output; with `cpu`, also the CPU
+    seconds of every Ray process the job started (its embedded Ray's, sampled from /proc) and the driver's own."""
     args = [sys.executable, "-m", "benchmarks.peak_rss", "jobs.transcribe", f"model_path=/benchmark/{adapter}",
             f"model_adapter=benchmarks.adapters:{adapter}", f"dataset_manifest={manifest}", f"output_path={out}",
             "output.progress_seconds=20", *extra]
     started = time.monotonic()
-    done = subprocess.run(args, cwd=ROOT, env={**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})},
-                          capture_output=True, text=True)
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    meter = SessionCpu(proc.pid).start() if cpu else None
+    stdout, stderr = proc.communicate()
     seconds = time.monotonic() - started
-    if done.returncode != 0:
-        raise SystemExit(f"job failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return seconds, done.stdout + done.stderr
+    if meter:
+        meter.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"job failed ({proc.returncode}):\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    return (seconds, stdout + stderr, meter.seconds) if cpu else (seconds, stdout + stderr)
 
 
 def peak_mib(output: str) -> float:
@@ -101,12 +130,18 @@ def zero_cost(args) -> dict:
     folder = Path(args.data) / "clips"
     manifest, audio = make_clips(folder, args.clips)
     workers = os.cpu_count() or 2
-    pool = decode_pool(folder, args.clips, workers)
+    measured = {name: decode_pool(folder, args.clips, workers, name) for name in POOLS}
+    pools = {name: round(wall, 1) for name, (wall, _) in measured.items()}
+    fastest = min(pools, key=pools.get)
     with tempfile.TemporaryDirectory() as tmp:
-        job, output = run_job(manifest, Path(tmp) / "out", "ZeroCost", args.extra)
+        job, output, cpu = run_job(manifest, Path(tmp) / "out", "ZeroCost", args.extra, cpu=True)
+    hours = audio / 3600
     return {"benchmark": "zero-cost", "clips": args.clips, "audio_seconds": round(audio, 1),
-            "decode_pool_workers": workers, "decode_pool_seconds": round(pool, 1), "job_seconds": round(job, 1),
-            "job_vs_pool": round(pool / job, 3), "job_audio_seconds_per_second": round(audio / job, 1),
+            "decode_pool_workers": workers, "decode_pool_seconds": pools, "baseline": fastest,
+            "job_seconds": round(job, 1), "job_vs_fastest_pool": round(pools[fastest] / job, 3),
+            "job_cpu_seconds_per_audio_hour": round(cpu / hours, 1),
+            "fastest_pool_cpu_seconds_per_audio_hour": round(measured[fastest][1] / hours, 1),
+            "job_audio_seconds_per_second": round(audio / job, 1),
             "driver_peak_rss_mib": peak_mib(output), "machine": machine()}
 
 
@@ -119,9 +154,9 @@ def simulated(args) -> dict:
         started = time.time()
         job, output = run_job(manifest, Path(tmp) / "out", "SimulatedAccelerator", args.extra,
                               env={"SIM_RTFX": str(args.rtfx), "SIM_BUSY_LOG": str(log)})
-        calls = [tuple(map(float, line.split())) for line in log.read_text().splitlines() if line.strip()]
-    busy = sum(end - start for start, end, _ in calls)
-    first, last = min(c[0] for c in calls), max(c[1] for c in calls)
+        calls = busy_log_lines(log.read_text())
+    busy = sum(c.end - c.start for c in calls)
+    first, last = min(c.start for c in calls), max(c.end for c in calls)
     return {"benchmark": "simulated", "clips": args.clips, "audio_seconds": round(audio, 1), "rtfx": args.rtfx,
             "accelerator_seconds": round(busy, 1), "batches": len(calls), "job_seconds": round(job, 1),
             "busy_whole_job": round(busy / job, 3), "busy_first_to_last_call": round(busy / (last - first), 3),

@@ -189,6 +189,8 @@ def check(spec: JobSpec) -> None:
     _finite("compute.gpus_per_actor", c.gpus_per_actor, 0, 64, low_open=True)
     _finite("compute.cpus_per_actor", c.cpus_per_actor, 0, 1024, low_open=True)
     _finite("compute.model_threads", c.model_threads, 1, 1024)
+    _finite("compute.actor_memory_mb", c.actor_memory_mb, 64, 1 << 30)
+    _finite("compute.resource_wait_seconds", c.resource_wait_seconds, 0, 86400)
     _finite("compute.decode_cpus", c.decode_cpus, 0, 1024, low_open=True)
     _finite("compute.decode_memory_mb", c.decode_memory_mb, 64, 1 << 20)
     _finite("compute.block_seconds", c.block_seconds, 1, 86400)

@@ -76,7 +76,8 @@ def _run(p: Plan, run_id: str) -> RunSummary:
     removed = p.store.clean_uncommitted()
     if removed:
         log.info("removed %d file(s) left uncommitted by an earlier run", len(removed))
-    connect_ray(p.spec.compute.ray_address)
+    embedded = connect_ray(p.spec.compute.ray_address)
+    pool = actor_pool(p.spec.compute, can_grow=not embedded)  # before anything is written: a clear message, no hang
     # Ray's operator table every few seconds drowns a log and a quiet console; our progress line is one line.
     if not (sys.stderr.isatty() and console.verbose()):
         ray.data.DataContext.get_current().enable_progress_bars = False
@@ -88,7 +89,7 @@ def _run(p: Plan, run_id: str) -> RunSummary:
 
     stop = StopRequest().install()
     try:
-        committer, totals = _stream(p, run_id, resume.index_refs, stop)
+        committer, totals = _stream(p, run_id, resume.index_refs, stop, pool)
     finally:
         stop.restore()
     stages: Counter[str] = Counter()
@@ -114,7 +115,7 @@ def _run(p: Plan, run_id: str) -> RunSummary:
     return summary
 
 
-def _graph(p: Plan, run_id: str, index_refs: list, ledger):
+def _graph(p: Plan, run_id: str, index_refs: list, ledger, pool):
     from pipeline.graph import transcription_graph, work_block_seconds
 
     spec = p.spec
@@ -127,7 +128,7 @@ def _graph(p: Plan, run_id: str, index_refs: list, ledger):
     info = RunInfo(run_id=run_id, model=spec.model_path, att_context_size=p.model.att_context_size,
                    keep_raw_text=not spec.strip_lang_tags, channel_names=tuple(spec.audio.channel_names),
                    model_fingerprint=p.model_fingerprint)
-    return transcription_graph(p.inputs, source, decode, inference, spec.compute, info, actor_pool(spec.compute),
+    return transcription_graph(p.inputs, source, decode, inference, spec.compute, info, pool,
                                index_refs, ledger)
 
 
@@ -151,7 +152,7 @@ def _iterate(ds, out: queue.Queue, stop: StopRequest) -> None:
             executor.shutdown(force=True)
 
 
-def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest):
+def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest, pool):
     """Run the graph; commit finished blocks by rows or age; print progress. Returns the committer and the books."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -159,7 +160,7 @@ def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest):
     # On the driver's node: a worker node lost mid-job must not take the books with it (pipeline/ledger.py).
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     ledger = ray.remote(num_cpus=0)(Ledger).options(scheduling_strategy=here).remote(read_ahead_rows(p))
-    ds = _graph(p, run_id, index_refs, ledger)
+    ds = _graph(p, run_id, index_refs, ledger, pool)
     committer = p.store.committer(run_id, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, p.spec.output)
     progress = Progress(p.spec.output.progress_seconds, len(p.inputs))
     bundles: queue.Queue = queue.Queue()

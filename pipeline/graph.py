@@ -40,8 +40,14 @@ class ComputeSpec:
     model_threads: Optional[int] = setting(None, "torch threads of a CPU actor; null = cpus_per_actor (more lets a "
                                                  "CPU-only machine's model use the cores decoding leaves idle)")
     min_actors: int = setting(1, "inference actors to start with")
-    max_actors: Optional[int] = setting(None, "inference actors at most; null = one per GPU (1 on a CPU-only "
-                                              "cluster)")
+    max_actors: Optional[int] = setting(None, "inference actors at most; null = as many as the nodes hold at start "
+                                              "(one per gpus_per_actor GPUs; 1 on a CPU-only cluster): set it on "
+                                              "an autoscaling cluster")
+    actor_memory_mb: Optional[int] = setting(None, "memory Ray reserves for one inference actor, MiB; null = none "
+                                                   "(a node must hold it: checked at start)")
+    resource_wait_seconds: float = setting(300.0, "how long the job waits at start for the cluster to hold "
+                                                  "min_actors actors (an autoscaler adding GPU nodes) before it ends "
+                                                  "with a message; 0 = not at all")
     decode_cpus: float = setting(1.0, "CPUs of one fetch+decode task")
     decode_memory_mb: int = setting(512, "memory reserved per fetch+decode task, MiB")
     block_seconds: Optional[float] = setting(None, "audio seconds per work block (by the manifest's duration where "
@@ -94,7 +100,14 @@ def transcription_graph(inputs: list[InputSource], source: SourceSettings, decod
         # would run one file at a time with the accelerator waiting.
         memory=compute.decode_memory_mb * 2**20,
     )
-    resources = {"num_gpus": compute.gpus_per_actor} if pool.use_gpu else {}
+    resources = {"memory": compute.actor_memory_mb * 2**20} if compute.actor_memory_mb else {}
+    if pool.use_gpu:
+        # The GPUs go in through ray_remote_args_fn: `num_gpus=` makes Ray Data (2.60) demand an int batch_size,
+        # and an int batch_size bundles small blocks into one call until it has that many rows (a hundred blocks
+        # of two hour-long recordings each in one call). Ray still reserves the GPUs and sets CUDA_VISIBLE_DEVICES
+        # per actor (tests/jobs/test_rehearsal_cluster.py). Ray marks the argument deprecated for 2.64.
+        gpus = compute.gpus_per_actor
+        resources["ray_remote_args_fn"] = lambda: {"num_gpus": gpus}
     transcribed = decoded.map_batches(
         TranscriptionActor,
         fn_constructor_kwargs={"settings": inference},

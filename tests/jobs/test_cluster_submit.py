@@ -186,3 +186,60 @@ def test_kuberay_example_takes_credentials_from_a_secret(rayjob):
                 assert "value" not in env[name], f"{name} must not be written into the manifest"
                 ref = env[name]["valueFrom"]["secretKeyRef"]
                 assert ref["name"] and ref["key"]
+
+
+# The fields KubeRay's CRD defines (json tags of ray-project/kuberay ray-operator/apis/ray/v1: rayjob_types.go at
+# f6ef3f7b, raycluster_types.go at 3275ee09). A misspelt or misplaced key is dropped silently by a lenient apply.
+RAYJOB_SPEC_FIELDS = {
+    "activeDeadlineSeconds", "backoffLimit", "rayClusterSpec", "submitterPodTemplate", "metadata", "clusterSelector",
+    "submitterConfig", "managedBy", "deletionPolicy", "entrypoint", "runtimeEnvYAML", "jobId", "submissionMode",
+    "entrypointResources", "entrypointNumCpus", "entrypointNumGpus", "ttlSecondsAfterFinished",
+    "shutdownAfterJobFinishes", "suspend"}
+RAYCLUSTER_SPEC_FIELDS = {
+    "suspend", "managedBy", "autoscalerOptions", "headServiceAnnotations", "enableInTreeAutoscaling",
+    "gcsFaultToleranceOptions", "headGroupSpec", "rayVersion", "workerGroupSpecs"}
+HEAD_GROUP_FIELDS = {"template", "headService", "enableIngress", "rayStartParams", "serviceType"}
+HEAD_GROUP_REQUIRED = {"template", "rayStartParams"}
+WORKER_GROUP_FIELDS = {
+    "suspend", "groupName", "replicas", "minReplicas", "maxReplicas", "idleTimeoutSeconds", "rayStartParams",
+    "template", "scaleStrategy", "numOfHosts"}
+WORKER_GROUP_REQUIRED = {"groupName", "minReplicas", "maxReplicas", "rayStartParams", "template"}
+SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode"}
+
+
+def test_kuberay_example_uses_only_fields_the_rayjob_crd_defines(rayjob):
+    assert set(rayjob) <= {"apiVersion", "kind", "metadata", "spec"}
+    spec = rayjob["spec"]
+    assert set(spec) <= RAYJOB_SPEC_FIELDS, set(spec) - RAYJOB_SPEC_FIELDS
+    assert spec["submissionMode"] in SUBMISSION_MODES
+    assert isinstance(spec["entrypoint"], str) and isinstance(spec["runtimeEnvYAML"], str)
+    for key in ("activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"):
+        assert isinstance(spec[key], int) and spec[key] >= 0, key
+    cluster = spec["rayClusterSpec"]
+    assert set(cluster) <= RAYCLUSTER_SPEC_FIELDS, set(cluster) - RAYCLUSTER_SPEC_FIELDS
+    head = cluster["headGroupSpec"]
+    assert HEAD_GROUP_REQUIRED <= set(head) <= HEAD_GROUP_FIELDS, set(head)
+    groups = cluster["workerGroupSpecs"]
+    for group in groups:
+        assert WORKER_GROUP_REQUIRED <= set(group) <= WORKER_GROUP_FIELDS, set(group)
+        assert 0 <= group["minReplicas"] <= group.get("replicas", group["minReplicas"]) <= group["maxReplicas"]
+    for params in [head["rayStartParams"]] + [g["rayStartParams"] for g in groups]:
+        # map[string]string: a bare number is rejected by the API server.
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in params.items()), params
+    for pod in [head] + groups:
+        assert set(pod["template"]) <= {"metadata", "spec"} and pod["template"]["spec"]["containers"]
+
+
+def test_kuberay_example_matches_what_the_rehearsal_runs(rayjob):
+    """The same shape as tests/jobs/test_rehearsal_cluster.py: the head takes no work (num-cpus 0), GPUs only on the
+    workers, and a pool that can grow to every GPU the autoscaler may add, waiting for them rather than hanging."""
+    spec = load_spec(shlex.split(rayjob["spec"]["entrypoint"])[3:])
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    head_limits = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert "nvidia.com/gpu" not in head_limits
+    gpus = sum(g["maxReplicas"] * int(c["resources"]["limits"].get("nvidia.com/gpu", 0))
+               for g in cluster["workerGroupSpecs"] for c in g["template"]["spec"]["containers"])
+    assert spec.compute.max_actors == int(gpus / spec.compute.gpus_per_actor)
+    assert spec.compute.resource_wait_seconds >= 300  # a GPU pod takes minutes to come up
+    assert cluster["enableInTreeAutoscaling"] is True
