@@ -20,6 +20,10 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.graph import ActorPool
 
 log = logging.getLogger("nemotron_batch")
 
