@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from benchmarks.corpora import Counting
 import soundfile as sf
 
 from connectors.inputs import NEMO_TARRED, TABLE, WEBDATASET, InputError, find_inputs, iter_rows, split_patterns
@@ -44,32 +46,6 @@ def test_a_slice_is_its_own_row_and_its_fields_are_checked() -> None:
     assert empty.error == "line 5 has a slice (offset) of duration 0"
 
 
-class CountingReader(io.RawIOBase):
-    """A file whose reads are counted (bytes handed to the decoder)."""
-
-    def __init__(self, data: bytes) -> None:
-        self._inner = io.BytesIO(data)
-        self.read_bytes = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._inner.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._inner.tell()
-
-    def readinto(self, buffer) -> int:
-        data = self._inner.read(len(buffer))
-        buffer[:len(data)] = data
-        self.read_bytes += len(data)
-        return len(data)
-
-
 @pytest.mark.parametrize("fmt", ["WAV", "FLAC", "MP3", "OGG"])
 def test_a_slice_decodes_the_same_samples_as_the_whole_file_and_seeks_where_it_can(fmt) -> None:
     samples = tone(120.0)
@@ -80,7 +56,7 @@ def test_a_slice_decodes_the_same_samples_as_the_whole_file_and_seeks_where_it_c
     # libsndfile's MP3 samples of this file depend on the read size (seen here: 2 s reads give silence at 40 s).
     _, blocks = stream_audio(data, block_seconds=3.0 / 8)
     whole = np.concatenate(list(blocks), axis=1)
-    counting = CountingReader(data)
+    counting = Counting(io.BytesIO(data))
     info, blocks = stream_audio(counting, offset=40.0, duration=3.0, block_seconds=2.0)
     part = np.concatenate(list(blocks), axis=1)
     assert part.shape == (1, 3 * RATE) and info.duration == 3.0
