@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from benchmarks.corpora import Counting
-import soundfile as sf
 
 from connectors.inputs import NEMO_TARRED, TABLE, WEBDATASET, InputError, find_inputs, iter_rows, split_patterns
 from connectors.manifests import parse_line, read_manifest
