@@ -189,7 +189,11 @@ def long_recording(ray_session, demo_model, single_language_clips, tmp_path_fact
     sf.write(path, audio, RATE, format="FLAC")
     reference = " ".join(single_language_clips[k].text for _, _, k in spans)
     manifest = write_manifest(folder / "manifest.jsonl", [{"audio_filepath": str(path), "text": reference}])
-    out = run_job(manifest, folder / "out", "att_context_size=[56,13]", "target_lang=auto", "timestamps=true")
+    # The energy rule: this recording's stretch without pauses is there to force cuts with overlap, which is that
+    # rule's mechanism (the VAD finds the small gaps between the synthetic sentences and cuts there instead; the
+    # VAD's own long recordings are tests/jobs/test_segmenting_e2e.py).
+    out = run_job(manifest, folder / "out", "att_context_size=[56,13]", "target_lang=auto", "timestamps=true",
+                  "segmenting.method=energy")
     return LongRecording(out, spans, stretch)
 
 

@@ -160,7 +160,7 @@ def test_job_like_clips_have_the_planned_silence_and_channel(tmp_path) -> None:
     assert np.abs(audio[:int(0.45 * rate)]).max() < 0.01 < np.abs(audio[int(0.5 * rate):]).max()
     assert _band_power(audio, 4500, 8000) < 1e-3 * _band_power(audio, 0, 4000)
     # The extra fields do not collide with the project's manifest keys (`channel` is the audio channel to read).
-    from connectors.manifests import parse_manifest
+    from tests.connectors.test_manifests import parse_manifest
 
     path = tmp_path / "train_manifest.json"
     assert all(row["error"] is None for row in parse_manifest(str(path), path.read_bytes()))
