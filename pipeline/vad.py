@@ -87,7 +87,6 @@ class SpeechProbabilities:
         audio = np.concatenate([self._tail, np.asarray(samples, dtype=np.float32).ravel()])
         n = (audio.size - CONTEXT_SAMPLES) // FRAME_SAMPLES
         out = np.empty(n, np.float32)
-        done = 0
         threads = torch.get_num_threads()
         # One thread: the network is small, and more threads only contend with the decoder and other tasks (two
         # threads on this 2-core machine made it 3-10x slower and erratic).
