@@ -169,7 +169,9 @@ def test_export_round_trips_and_a_damaged_nemo_tarred_set_fails_per_member(trans
     """transcribe -> export (tarred and cut) -> transcribe the export: one row per exported utterance, of the same
     audio duration; then the tarred export damaged: a member gone, a shard truncated, a shard missing, a member no
     manifest lists."""
-    export(transcribed, tmp_path / "tarred", "format=tarred", "shard_size=2")
+    # shard_size=1: a shard per recording (whole recordings per shard), so there are as many shards as recordings with
+    # a kept utterance (4 here), whatever the random model writes; the damage below picks shards by what they hold.
+    export(transcribed, tmp_path / "tarred", "format=tarred", "shard_size=1")
     export(transcribed, tmp_path / "cut", "format=cut")
     for fmt in ("tarred", "cut"):
         folder = tmp_path / fmt / "test"
@@ -189,28 +191,30 @@ def test_export_round_trips_and_a_damaged_nemo_tarred_set_fails_per_member(trans
                 assert row["audio_member"] == entry["audio_filepath"]
                 assert Path(row["audio_url"]).name == f"audio_{entry['shard_id']}.tar"
 
-    # Damage a copy of the tarred export: shard 0 loses a member and gains one no manifest lists, shard 1 is cut
-    # inside its second member, the last shard is gone.
+    # Damage a copy of the tarred export: a shard of two or more members is cut inside its second member, another
+    # loses a member and gains one no manifest lists, a third is gone.
     damaged = tmp_path / "damaged"
     shutil.copytree(tmp_path / "tarred" / "test", damaged)
     shards = sorted(damaged.glob("audio_*.tar"), key=lambda p: int(p.stem.split("_")[1]))
     assert len(shards) >= 3
-    with tarfile.open(shards[0]) as archive:
-        members = [(m, archive.extractfile(m).read()) for m in archive.getmembers()]
-    gone = members[0][0].name
-    with tarfile.open(shards[0], "w") as archive:
-        for info, data in members[1:]:
+    members_of = {}
+    for shard in shards:
+        with tarfile.open(shard) as archive:
+            members_of[shard] = [(m, archive.extractfile(m).read()) for m in archive.getmembers()]
+    cut = next(s for s in shards if len(members_of[s]) >= 2)
+    thinned, lost = [s for s in shards if s != cut][:2]
+    gone = members_of[thinned][0][0].name
+    with tarfile.open(thinned, "w") as archive:
+        for info, data in members_of[thinned][1:]:
             archive.addfile(info, io.BytesIO(data))
         stray = io.BytesIO()
         sf.write(stray, tone(1.0), RATE, format="FLAC")
         info = tarfile.TarInfo("stray.flac")
         info.size = len(stray.getvalue())
         archive.addfile(info, io.BytesIO(stray.getvalue()))
-    with tarfile.open(shards[1]) as archive:
-        second = archive.getmembers()[1]
-    data = shards[1].read_bytes()
-    shards[1].write_bytes(data[:second.offset_data + second.size // 2])
-    shards[-1].unlink()
+    second = members_of[cut][1][0]
+    cut.write_bytes(cut.read_bytes()[:second.offset_data + second.size // 2])
+    lost.unlink()
     last = len(shards) - 1
     out = tmp_path / "again-damaged"
     summary = run(plan([f"model_path={tiny_model}",
@@ -220,17 +224,16 @@ def test_export_round_trips_and_a_damaged_nemo_tarred_set_fails_per_member(trans
     entries = [json.loads(line) for line in (damaged / "tarred_audio_manifest.json").read_text().splitlines()]
     assert df.height == summary.rows == len(entries) + 1  # every line, and the stray member
     rows = {(Path(r["audio_url"]).name, r["audio_member"]): r for r in df.iter_rows(named=True)}
-    assert rows[("audio_0.tar", gone)]["error"] == (
-        f"manifest line 1 names member {gone}, which is not in the shard")
-    assert rows[("audio_0.tar", "stray.flac")]["error"] == (
+    assert rows[(thinned.name, gone)]["error"] == f"manifest line 1 names member {gone}, which is not in the shard"
+    assert rows[(thinned.name, "stray.flac")]["error"] == (
         "member stray.flac is in the shard but in no manifest line (not transcribed)")
-    in_shard_1 = [e["audio_filepath"] for e in entries if e["shard_id"] == 1]
-    assert rows[("audio_1.tar", in_shard_1[0])]["error"] is None
-    assert rows[("audio_1.tar", in_shard_1[1])]["error"].startswith(
-        f"shard is truncated or corrupt at member {in_shard_1[1]}")
-    for name in [e["audio_filepath"] for e in entries if e["shard_id"] == last]:
-        assert rows[(f"audio_{last}.tar", name)]["error"].startswith("cannot open shard: FileNotFoundError")
-    healthy = [e for e in entries if e["shard_id"] not in (0, 1, last)]
+    shard_id = {s: int(s.stem.split("_")[1]) for s in shards}
+    in_cut = [e["audio_filepath"] for e in entries if e["shard_id"] == shard_id[cut]]
+    assert rows[(cut.name, in_cut[0])]["error"] is None
+    assert rows[(cut.name, in_cut[1])]["error"].startswith(f"shard is truncated or corrupt at member {in_cut[1]}")
+    for name in [e["audio_filepath"] for e in entries if e["shard_id"] == shard_id[lost]]:
+        assert rows[(lost.name, name)]["error"].startswith("cannot open shard: FileNotFoundError")
+    healthy = [e for e in entries if e["shard_id"] not in {shard_id[s] for s in (cut, thinned, lost)}]
     assert all(rows[(f"audio_{e['shard_id']}.tar", e["audio_filepath"])]["error"] is None for e in healthy)
 
 
