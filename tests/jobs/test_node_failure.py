@@ -30,7 +30,7 @@ from tests.jobs.jobs_helpers import (
 )
 from tests.jobs.test_cluster_submit import BIN, _alive_nodes, _get, _node_ports, _reachable, _start, _state
 
-CLIPS = 48
+CLIPS = 96  # enough work that the job is still running once the second node has worked, on a loaded machine (48 was not, once in CI)
 ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
 INFERENCE = "TranscriptionActor"
 
@@ -69,7 +69,11 @@ def test_worker_node_killed_mid_job_the_job_succeeds_with_every_row_once(ray_ses
     dashboard = f"http://127.0.0.1:{dashboard_port}"
     # The GCS notices a dead raylet by its health checks: every second, dead after 3 misses (default: 3 s x 5).
     env = subprocess_env(PATH=f"{BIN}:{subprocess_env()['PATH']}", RAY_USAGE_STATS_ENABLED="0",
-                         RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
+                         RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3",
+                         # Ray's default policy packs tasks onto the node they come from (the head, with the driver)
+                         # until it is half busy; spreading from the first task gives the second node decode work
+                         # before a fast job is over (all of them ran on the head once in CI).
+                         RAY_scheduler_spread_threshold="0.0")
     env.pop("RAY_TMPDIR", None)
     # The head alone can finish the job: 3 CPUs for the two inference actors (one restarted there) and decode tasks.
     # The second node (2 CPUs) gets decode tasks (Ray Data spreads them) and often one of the two actors.
