@@ -153,7 +153,7 @@ def _by_content(dataset_manifest: str | list[str]) -> list[InputSource]:
             urls.extend(tables)
         else:
             urls.extend(_paths([name], "dataset_manifest", keep_missing=_is_tar(name)))
-    urls = manifest_urls(urls)
+    urls = manifest_urls(urls)  # _paths normalised its own; a folder's tables and repeats across parts still need it
     if not urls:
         raise InputError(f"dataset_manifest {redact(dataset_manifest)!r} matches no file")
     if len(urls) == 1 and posixpath.basename(urls[0]) == TARRED_MANIFEST_NAME:
@@ -166,9 +166,16 @@ def _by_content(dataset_manifest: str | list[str]) -> list[InputSource]:
         elif is_table(url):
             inputs.append(InputSource(TABLE, url))
         else:
-            if not _has_content(url):
-                raise InputError(f"manifest {redact(url)} is empty: nothing to transcribe")
             inputs.append(InputSource(MANIFEST, url))
+    # Refused only when nothing named holds a row: an archive kept one manifest per hour or per call has empty ones
+    # (an hour without calls), which add no row. The check stops at the first manifest with content, so 100,000
+    # manifests are not all opened on the driver before the job starts (the read tasks open them).
+    manifests = [i.url for i in inputs if i.kind == MANIFEST]
+    if len(manifests) == len(inputs) and not any(_has_content(url) for url in manifests):
+        if len(manifests) == 1:
+            raise InputError(f"manifest {redact(manifests[0])} is empty: nothing to transcribe")
+        raise InputError(f"dataset_manifest {redact(dataset_manifest)!r}: all {len(manifests)} manifests are "
+                         f"empty: nothing to transcribe")
     return inputs
 
 

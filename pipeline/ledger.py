@@ -1,7 +1,7 @@
 """The job's ledger: what the read tasks saw, gathered in one small Ray actor, and how far reading may run ahead.
 
 The driver never holds the rows; it learns how many there were, how many were skipped as done, how many replace an
-earlier copy, and which committed rows became orphans, from this actor (one call per manifest). With the commits'
+earlier copy, and which committed rows became orphans, from this actor (in a call per work block). With the commits'
 own counts this closes the books: rows to do = rows read - rows done = rows committed.
 
 Read-ahead: reading is far faster than transcribing, and each finished work block waiting in a queue costs the
@@ -60,8 +60,11 @@ class Ledger:
     def add_committed(self, rows: int) -> None:
         self.committed += rows
 
-    def add_read(self, stats) -> None:
-        self.reads[stats.source] = stats
+    def add_reads(self, finished: list) -> None:
+        """What read tasks saw, a list of ReadStats at a time (one call per work block, not per manifest: an archive
+        kept one manifest per call has a hundred thousand)."""
+        for stats in finished:
+            self.reads[stats.source] = stats
 
     def get(self) -> LedgerTotals:
         t = LedgerTotals()

@@ -149,8 +149,9 @@ def read_blocks(batch: pa.Table, settings: SourceSettings, index_ref: list, ledg
                 finished.append(stats)
 
         def report() -> None:
-            while finished and ledger is not None:
-                ray.get(ledger.add_read.remote(finished.pop()))
+            if finished and ledger is not None:
+                ray.get(ledger.add_reads.remote(list(finished)))
+            finished.clear()
 
         for number, block in enumerate(cut_blocks(rows(), settings)):
             if ledger is not None:  # wait while too much is read but not yet committed (pipeline/ledger.py)

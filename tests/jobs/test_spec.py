@@ -274,11 +274,20 @@ def test_check_inputs_exact_names_lists_and_folders(tmp_path) -> None:
         assert str(refused.value) == message
 
 
-def test_check_inputs_empty_manifest(tmp_path) -> None:
+def test_check_inputs_empty_manifests(tmp_path) -> None:
+    """An empty manifest beside others is read (it adds no row: an hour without calls); only when every manifest
+    named is empty is the job refused."""
     (tmp_path / "a.jsonl").write_text('{"audio_filepath": "a.wav"}\n')
     (tmp_path / "empty.jsonl").write_bytes(b"")
-    spec = load_spec([f"output_path={tmp_path}/out", f"dataset_manifest={tmp_path}/*.jsonl"])
+    (tmp_path / "blank.jsonl").write_text("\n  \n")
+    assert urls_of(load_spec([f"output_path={tmp_path}/out", f"dataset_manifest={tmp_path}/*.jsonl"])) == [
+        f"{tmp_path}/a.jsonl", f"{tmp_path}/blank.jsonl", f"{tmp_path}/empty.jsonl"]
+    spec = load_spec([f"output_path={tmp_path}/out", f"dataset_manifest={tmp_path}/empty.jsonl"])
     with pytest.raises(ConfigError, match=rf"^manifest {tmp_path}/empty\.jsonl is empty: nothing to transcribe$"):
+        check_inputs(spec)
+    spec = load_spec([f"output_path={tmp_path}/out", f"dataset_manifest={tmp_path}/[be]*.jsonl"])
+    with pytest.raises(ConfigError, match=rf"^dataset_manifest '{tmp_path}/\[be\]\*\.jsonl': all 2 manifests are "
+                                          "empty: nothing to transcribe$"):
         check_inputs(spec)
 
 
@@ -313,6 +322,8 @@ def test_check_inputs_s3_manifest_and_a_missing_bucket_is_never_created(s3fs_cli
     spec = load_spec([f"output_path=s3://{bucket}/out", f"dataset_manifest=s3://{bucket}/m/1.jsonl"])
     assert urls_of(spec) == [f"s3://{bucket}/m/1.jsonl"]
     spec = load_spec([f"output_path={tmp_path}/out", f"dataset_manifest=s3://{bucket}/m/*.jsonl"])
+    assert urls_of(spec) == [f"s3://{bucket}/m/1.jsonl", f"s3://{bucket}/m/2.jsonl"]  # the empty one adds no row
+    spec = load_spec([f"output_path={tmp_path}/out", f"dataset_manifest=s3://{bucket}/m/2.jsonl"])
     with pytest.raises(ConfigError, match=f"manifest s3://{bucket}/m/2.jsonl is empty"):
         check_inputs(spec)
     spec = load_spec(["output_path=s3://no-such-bucket-typo/out", f"dataset_manifest=s3://{bucket}/m/1.jsonl"])

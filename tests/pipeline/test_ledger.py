@@ -10,11 +10,10 @@ from pipeline.source import ReadStats
 
 def test_a_manifest_reported_twice_counts_once():
     ledger = Ledger()
-    ledger.add_read(ReadStats(source="s3://b/a.jsonl", rows=10, done=3, failed=1, declared_seconds=20.0,
-                              orphans=("ab",)))
-    ledger.add_read(ReadStats(source="s3://b/b.jsonl", rows=5))
-    ledger.add_read(ReadStats(source="s3://b/a.jsonl", rows=10, done=3, failed=1, declared_seconds=20.0,
-                              orphans=("ab",)))  # the read task ran again
+    ledger.add_reads([ReadStats(source="s3://b/a.jsonl", rows=10, done=3, failed=1, declared_seconds=20.0,
+                                orphans=("ab",)), ReadStats(source="s3://b/b.jsonl", rows=5)])
+    ledger.add_reads([ReadStats(source="s3://b/a.jsonl", rows=10, done=3, failed=1, declared_seconds=20.0,
+                                orphans=("ab",))])  # the read task ran again
     totals = ledger.get()
     assert (totals.sources, totals.rows, totals.done, totals.to_do, totals.failed_on_read) == (2, 15, 3, 12, 1)
     assert totals.declared_seconds == 20.0 and totals.orphans == ["ab"]

@@ -25,11 +25,11 @@ class _Ledger:
     def __init__(self) -> None:
         self.reads: list = []
         self.admit = self
-        self.add_read = self
+        self.add_reads = self
 
-    def remote(self, *args):  # admit.remote(source, number, rows) and add_read.remote(stats)
+    def remote(self, *args):  # admit.remote(source, number, rows) and add_reads.remote([stats, ...])
         if len(args) == 1:
-            self.reads.append(args[0])
+            self.reads.extend(args[0])
 
 
 def test_many_one_line_manifests_share_work_blocks(tmp_path, monkeypatch) -> None:
