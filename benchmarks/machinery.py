@@ -51,10 +51,11 @@ def make_clips(folder: Path, count: int, seed: int = 0) -> tuple[Path, float]:
     lines, total = [], 0.0
     for i in range(count):
         seconds = round(rng.uniform(2.0, 6.0), 3)
+        pitch = rng.uniform(120, 300)  # drawn for a reused clip too, so the durations stay those of the files
         path = folder / f"clip-{i:06d}.wav"
         if not path.exists():
             t = np.arange(int(seconds * 8000)) / 8000
-            x = 0.3 * np.sin(2 * np.pi * rng.uniform(120, 300) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2.5 * t))
+            x = 0.3 * np.sin(2 * np.pi * pitch * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2.5 * t))
             x += 0.02 * np.random.default_rng(i).standard_normal(len(t))
             sf.write(path, x.astype(np.float32), 8000, subtype="ULAW")
         total += seconds
