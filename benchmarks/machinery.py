@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--data", default=str(ROOT / "build" / "bench"))
     parser.add_argument("extra", nargs="*", help="key=value settings for the job")
-    args = parser.parse_args(argv)
+    # Intermixed: job settings may come after the options (`zero-cost --clips 20000 segmenting.method=energy`).
+    args = parser.parse_intermixed_args(argv)
     result = {"zero-cost": zero_cost, "simulated": simulated, "driver-memory": driver_memory,
               "many-manifests": many_manifests}[args.benchmark](args)
     print(json.dumps(result, indent=2))
