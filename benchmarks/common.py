@@ -104,12 +104,25 @@ class SessionCpu:
         self.session = session
         self.interval = interval
         self._ticks: dict[int, int] = {}
+        self._roles: dict[int, list[str]] = {}  # what each process was seen doing, in order (see process_role)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @property
     def seconds(self) -> float:
         return sum(self._ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+    def by_role(self) -> dict[str, dict]:
+        """CPU seconds and process count per role, most first. A Ray worker's role is every task or actor it ran
+        (`ray::IDLE` if none), so a worker that read, then decoded, shows as `read_blocks > decode_block`."""
+        found: dict[str, dict] = {}
+        for pid, ticks in self._ticks.items():
+            roles = [r for r in self._roles.get(pid, []) if r != "ray::IDLE"] or self._roles.get(pid) or ["?"]
+            entry = found.setdefault(" > ".join(roles), {"cpu_seconds": 0.0, "processes": 0})
+            entry["cpu_seconds"] += ticks / os.sysconf("SC_CLK_TCK")
+            entry["processes"] += 1
+        ordered = sorted(found.items(), key=lambda kv: -kv[1]["cpu_seconds"])
+        return {name: {"cpu_seconds": round(v["cpu_seconds"], 2), "processes": v["processes"]} for name, v in ordered}
 
     def _sample(self) -> None:
         for entry in Path("/proc").iterdir():
@@ -120,7 +133,12 @@ class SessionCpu:
                     continue
                 if int(fields[3]) == self.session:
                     # utime + stime of the process itself (fields 14, 15 of stat; after the name: 11, 12)
-                    self._ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+                    pid = int(entry.name)
+                    self._ticks[pid] = int(fields[11]) + int(fields[12])
+                    role = process_role(entry)
+                    roles = self._roles.setdefault(pid, [])
+                    if role and role not in roles:
+                        roles.append(role)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -134,3 +152,26 @@ class SessionCpu:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def process_role(entry: Path) -> str | None:
+    """What a process is, from its command line: a Ray worker's title without the method (`ray::Ledger.add_read` ->
+    `ray::Ledger`, `ray::MapWorker(MapBatches(Assembler)).submit` -> `ray::MapWorker(MapBatches(Assembler))`), a
+    Python process's script or module (`-m jobs.transcribe`, `log_monitor.py`), else the program's name."""
+    try:
+        argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return None
+    if not argv:
+        return None
+    if argv[0].startswith("ray::"):
+        title = argv[0].split()[0]
+        return title[:title.rindex(")") + 1] if ")" in title else title.split(".")[0]
+    if Path(argv[0]).name.startswith("python"):
+        rest = [a for a in argv[1:] if a != "-u"]
+        if rest[:1] == ["-m"] and len(rest) > 1:
+            return f"-m {rest[1]}"
+        if rest[:1] == ["-c"]:
+            return "python -c"
+        return Path(rest[0]).name if rest else "python"
+    return Path(argv[0]).name

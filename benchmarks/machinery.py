@@ -10,7 +10,8 @@
   machine's cores, built in each of the ways of POOLS; the fastest in this run is the baseline. The job runs
   `python -m jobs.transcribe` with `benchmarks.adapters:ZeroCost` (an adapter that answers at once). All are timed as
   whole processes (interpreter, imports, Ray, everything), wall seconds and CPU seconds of every process they start
-  (`benchmarks.common.SessionCpu`), the latter per audio hour.
+  (`benchmarks.common.SessionCpu`), the latter per audio hour, and the job's CPU seconds per process role (the
+  driver, each of Ray's own processes, each worker by the tasks and actors it ran).
 - simulated: the same clips through `benchmarks.adapters:SimulatedAccelerator`, which sleeps padded seconds / rtfx
   per batch, leaving the CPUs free, and logs each batch. Busy fraction = summed batch time over (a) the whole job's
   wall time, (b) the time from its first call's start to its last call's end.
@@ -105,8 +106,8 @@ def decode_pool(folder: Path, count: int, workers: int, variant: str = "executor
 
 
 def run_job(manifest: Path, out: Path, adapter: str, extra: list[str], env: dict | None = None, cpu: bool = False):
-    """Wall seconds of `python -m jobs.transcribe` as a whole process, and its output; with `cpu`, also the CPU
-    seconds of every Ray process the job started (its embedded Ray's, sampled from /proc) and the driver's own."""
+    """Wall seconds of `python -m jobs.transcribe` as a whole process, and its output; with `cpu`, also the meter of
+    the CPU seconds of every process the job started (its embedded Ray's, sampled from /proc) and the driver's own."""
     args = [sys.executable, "-m", "benchmarks.peak_rss", "jobs.transcribe", f"model_path=/benchmark/{adapter}",
             f"model_adapter=benchmarks.adapters:{adapter}", f"dataset_manifest={manifest}", f"output_path={out}",
             "output.progress_seconds=20", *extra]
@@ -120,7 +121,7 @@ def run_job(manifest: Path, out: Path, adapter: str, extra: list[str], env: dict
         meter.stop()
     if proc.returncode != 0:
         raise SystemExit(f"job failed ({proc.returncode}):\n{stdout[-3000:]}\n{stderr[-3000:]}")
-    return (seconds, stdout + stderr, meter.seconds) if cpu else (seconds, stdout + stderr)
+    return (seconds, stdout + stderr, meter) if cpu else (seconds, stdout + stderr)
 
 
 def peak_mib(output: str) -> float:
@@ -135,15 +136,17 @@ def zero_cost(args) -> dict:
     pools = {name: round(wall, 1) for name, (wall, _) in measured.items()}
     fastest = min(pools, key=pools.get)
     with tempfile.TemporaryDirectory() as tmp:
-        job, output, cpu = run_job(manifest, Path(tmp) / "out", "ZeroCost", args.extra, cpu=True)
-    hours = audio / 3600
+        job, output, meter = run_job(manifest, Path(tmp) / "out", "ZeroCost", args.extra, cpu=True)
+    hours, cpu = audio / 3600, meter.seconds
     return {"benchmark": "zero-cost", "clips": args.clips, "audio_seconds": round(audio, 1),
             "decode_pool_workers": workers, "decode_pool_seconds": pools, "baseline": fastest,
             "job_seconds": round(job, 1), "job_vs_fastest_pool": round(pools[fastest] / job, 3),
             "job_cpu_seconds_per_audio_hour": round(cpu / hours, 1),
             "fastest_pool_cpu_seconds_per_audio_hour": round(measured[fastest][1] / hours, 1),
             "job_audio_seconds_per_second": round(audio / job, 1),
-            "driver_peak_rss_mib": peak_mib(output), "machine": machine()}
+            "driver_peak_rss_mib": peak_mib(output), "extra": args.extra,
+            # Where the job's CPU went: per process role (a Ray worker by the tasks and actors it ran).
+            "job_cpu_seconds_by_role": meter.by_role(), "machine": machine()}
 
 
 def simulated(args) -> dict:
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--data", default=str(ROOT / "build" / "bench"))
     parser.add_argument("extra", nargs="*", help="key=value settings for the job")
-    args = parser.parse_args(argv)
+    # Intermixed: job settings may come after the options (`zero-cost --clips 20000 segmenting.method=energy`).
+    args = parser.parse_intermixed_args(argv)
     result = {"zero-cost": zero_cost, "simulated": simulated, "driver-memory": driver_memory,
               "many-manifests": many_manifests}[args.benchmark](args)
     print(json.dumps(result, indent=2))

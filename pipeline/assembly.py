@@ -223,3 +223,16 @@ def assemble_block(batch: pa.Table, run: RunInfo) -> pa.Table:
     """Ray `map_batches` UDF: transcribed recordings in, output rows (segments nested) out."""
     install_redaction()  # idempotent: this worker's log records carry no credential
     return to_table([assemble_recording(r, run) for r in batch.to_pylist()], ASSEMBLED_SCHEMA)
+
+
+class Assembler:
+    """`assemble_block` as a Ray Data actor: a stage of plain tasks that reserve no CPU runs each task in a fresh
+    worker process once the node has more workers than CPUs (Ray kills a task worker idle for a second then), and
+    starting one (interpreter, Ray, pyarrow, this module) costs more CPU than assembling a work block of short clips.
+    A few long-lived actors start once per job."""
+
+    def __init__(self, run: RunInfo):
+        self.run = run
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return assemble_block(batch, self.run)

@@ -27,6 +27,6 @@ def test_decode_is_not_fused_into_the_actor_and_nothing_is_a_shuffle(ray_session
     physical = plan.split("Physical Plan (Optimized)")[1]
     assert "TaskPoolMapOperator[MapBatches(decode_block)]" in physical
     assert "ActorPoolMapOperator[MapBatches(TranscriptionActor)]" in physical
-    assert "TaskPoolMapOperator[MapBatches(assemble_block)]" in physical
+    assert "ActorPoolMapOperator[MapBatches(Assembler)]" in physical
     for barrier in ("AllToAll", "HashShuffle", "Aggregate", "Sort", "GroupBy"):
         assert barrier not in physical, barrier
