@@ -5,9 +5,10 @@ into the actor stage that follows it) the accelerator would wait while files dow
 
 A work block (recordings totalling about `compute.block_seconds` of audio) goes in, the same recordings come out,
 each with its segments nested and their audio as 16-bit PCM at 16 kHz (with `segmenting.method=vad`, only the
-stretches that hold speech). A file is read through a stream, decoded and
-resampled block by block and cut as it goes, so a task holds a recording's cut segments (16-bit: 115 MB an hour) but
-never its file or a float copy of it.
+stretches that hold speech). A file is read through a stream, decoded and resampled block by block and cut as it
+goes, so a task never holds a file or a float copy of it; and a recording longer than a work block is handed on in
+pieces as it is cut (`decode_block`), so a task holds at most about one work block of 16-bit segments (32 KB a
+second), however long the recording.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class DecodeSettings:
     audio: AudioSpec = field(default_factory=AudioSpec)
     segmenting: SegmentPolicy = field(default_factory=SegmentPolicy)
     sample_rate: int = 16_000
+    # Audio seconds a task holds at most before it hands on what it has (the work block's: pipeline.graph
+    # work_block_seconds); a recording that alone fills it travels on in pieces of this much.
+    block_seconds: float = 3840.0
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
@@ -59,61 +63,91 @@ def to_pcm16(samples: np.ndarray) -> bytes:
     return np.clip(np.rint(np.asarray(samples, dtype=np.float32) * PCM_SCALE), -32768, 32767).astype("<i2").tobytes()
 
 
-def decode_recording(row: dict, settings: DecodeSettings) -> dict:
-    """One source row in, the same row out with `segments` (each with its 16-bit audio), `duration`, the source's
-    rate and channels, `warnings`; or with its error (keeping the segments cut before a failure midway, so a
-    recording is marked failed, never silently short)."""
-    row = {**row, "segments": [], "warnings": None, "duration": None, "speech_seconds": None}
-    if row.get("error"):
-        return row
-    source = AudioSource.from_row(row)
-    row.pop("audio_bytes", None)  # carried from the read task for this decode only
-    url = source.url
-    audio, policy = settings.audio, settings.segmenting
-    try:
-        handle = open_source(source, max_mb=audio.max_file_mb, timeout=audio.fetch_timeout)
-    except Exception as error:  # noqa: BLE001 - every failure becomes this row's error
-        return with_error(row, "fetch", describe_fetch_error(error, url))
-    report = None
-    decoded: dict[int | None, int] = {}
-    with handle:
+class RecordingDecoding:
+    """One source row being decoded: `segments()` yields its segments (each with its 16-bit audio) as they are cut,
+    and sets the row's own fields once it ends: `duration`, the source's rate and channels, `warnings`, or its error
+    (a failure midway keeps the segments cut before it, so a recording is marked failed, never silently short).
+    Streaming, so that the decode task can hand on a long recording's segments before its end."""
+
+    def __init__(self, row: dict, settings: DecodeSettings) -> None:
+        self.row = {**row, "segments": [], "warnings": None, "duration": None, "speech_seconds": None}
+        self.settings = settings
+
+    def segments(self) -> Iterator[dict]:
+        row, settings = self.row, self.settings
+        if row.get("error"):
+            return
+        source = AudioSource.from_row(row)
+        row.pop("audio_bytes", None)  # carried from the read task for this decode only
+        url = source.url
+        audio, policy = settings.audio, settings.segmenting
         try:
-            # A slice (NeMo's offset/duration) is decoded alone; its segments' times are from its start.
-            info, blocks = stream_audio(handle, target_sample_rate=settings.sample_rate,
-                                        max_duration=audio.max_duration, offset=source.offset,
-                                        duration=source.duration)
-            report = info.report
-            row["source_sample_rate"] = info.source_sample_rate
-            row["source_channels"] = info.source_channels
-            streams = channel_streams(blocks, info.source_channels, row["channel_mode"], row.get("channel"))
-            decoded = {ch: 0 for ch, _ in streams}  # samples per stream: the duration, also with no segment at all
-            cutters = [(ch, segment_stream(_counted(b, decoded, ch), settings.sample_rate, policy))
-                       for ch, b in streams]
-            counts = {ch: 0 for ch, _ in cutters}
-            while cutters:  # round-robin over channels keeps the shared stream's queues short
-                for item in list(cutters):
-                    ch, cutter = item
-                    segment = next(cutter, None)
-                    if segment is None:
-                        cutters.remove(item)
-                        continue
-                    row["segments"].append({
-                        "segment_index": counts[ch], "channel": ch, "start": segment.start, "end": segment.end,
-                        "overlap_before": segment.overlap_before, "samples": to_pcm16(segment.samples)})
-                    counts[ch] += 1
-        except AudioDecodeError as error:
-            with_error(row, "decode", str(error))
-        except OSError as error:  # the source failed to read midway, after the retries
+            handle = open_source(source, max_mb=audio.max_file_mb, timeout=audio.fetch_timeout)
+        except Exception as error:  # noqa: BLE001 - every failure becomes this row's error
             with_error(row, "fetch", describe_fetch_error(error, url))
-        except Exception as error:  # noqa: BLE001 - a decoder bug must not take the job down
-            with_error(row, "decode", f"{type(error).__name__}: {error}")
-    if report is not None and any(decoded.values()):
-        row["duration"] = max(decoded.values()) / settings.sample_rate
-        # What the model is given (overlaps counted twice): less than the duration where the VAD left non-speech out.
-        row["speech_seconds"] = sum(s["end"] - s["start"] for s in row["segments"])
-    if not row.get("error") and report is not None:
-        row["warnings"] = report.warnings(manifest_duration=row.get("manifest_duration")) or None
-    return row
+            return
+        report = None
+        decoded: dict[int | None, int] = {}
+        speech = 0.0
+        with handle:
+            try:
+                # A slice (NeMo's offset/duration) is decoded alone; its segments' times are from its start.
+                info, blocks = stream_audio(handle, target_sample_rate=settings.sample_rate,
+                                            max_duration=audio.max_duration, offset=source.offset,
+                                            duration=source.duration)
+                report = info.report
+                row["source_sample_rate"] = info.source_sample_rate
+                row["source_channels"] = info.source_channels
+                streams = channel_streams(blocks, info.source_channels, row["channel_mode"], row.get("channel"))
+                decoded = {ch: 0 for ch, _ in streams}  # samples per stream: the duration, also with no segment
+                cutters = [(ch, segment_stream(_counted(b, decoded, ch), settings.sample_rate, policy))
+                           for ch, b in streams]
+                counts = {ch: 0 for ch, _ in cutters}
+                while cutters:  # round-robin over channels keeps the shared stream's queues short
+                    for item in list(cutters):
+                        ch, cutter = item
+                        segment = next(cutter, None)
+                        if segment is None:
+                            cutters.remove(item)
+                            continue
+                        # segment_index counts per channel over the whole recording, whatever piece it travels in
+                        speech += segment.end - segment.start
+                        yield {"segment_index": counts[ch], "channel": ch, "start": segment.start,
+                               "end": segment.end, "overlap_before": segment.overlap_before,
+                               "samples": to_pcm16(segment.samples)}
+                        counts[ch] += 1
+            except AudioDecodeError as error:
+                with_error(row, "decode", str(error))
+            except OSError as error:  # the source failed to read midway, after the retries
+                with_error(row, "fetch", describe_fetch_error(error, url))
+            except Exception as error:  # noqa: BLE001 - a decoder bug must not take the job down
+                with_error(row, "decode", f"{type(error).__name__}: {error}")
+        if report is not None and any(decoded.values()):
+            row["duration"] = max(decoded.values()) / settings.sample_rate
+            # What the model is given (overlaps counted twice): less than the duration where the VAD left
+            # non-speech out.
+            row["speech_seconds"] = speech
+        if not row.get("error") and report is not None:
+            row["warnings"] = report.warnings(manifest_duration=row.get("manifest_duration")) or None
+
+    def piece(self, segments: list[dict], index: int) -> dict:
+        """A piece handed on before the recording's end: its source columns and `segments`; no duration, warnings
+        or error yet (the final piece carries them)."""
+        return {**self.row, "segments": segments, "piece": index, "final_piece": False}
+
+    def last(self, segments: list[dict], pieces_before: int) -> dict:
+        """The recording once its segments are all cut: whole (`piece` null) if nothing was handed on before, else
+        its final piece."""
+        if not pieces_before:
+            return {**self.row, "segments": segments}
+        return {**self.row, "segments": segments, "piece": pieces_before, "final_piece": True}
+
+
+def decode_recording(row: dict, settings: DecodeSettings) -> dict:
+    """One source row in, the same row out, whole: with `segments` (each with its 16-bit audio), `duration`, the
+    source's rate and channels, `warnings`; or with its error (keeping the segments cut before a failure midway)."""
+    decoding = RecordingDecoding(row, settings)
+    return decoding.last(list(decoding.segments()), 0)
 
 
 def _counted(blocks: Iterator[np.ndarray], counts: dict, key: int | None) -> Iterator[np.ndarray]:
@@ -123,25 +157,36 @@ def _counted(blocks: Iterator[np.ndarray], counts: dict, key: int | None) -> Ite
         yield block
 
 
-# A decode task hands on what it has decoded once it holds this much audio (16-bit: about 2 h), so its memory stays
-# bounded even when the manifest's durations were wrong or missing; recordings always stay whole.
-MAX_PENDING_PCM_BYTES = 256 * 2**20
-
-
 def decode_block(batch: pa.Table, settings: DecodeSettings) -> Iterator[pa.Table]:
-    """Ray `map_batches` UDF: one work block (a row holding its source rows) in, its decoded recordings out (in
-    pieces of at most about MAX_PENDING_PCM_BYTES of audio)."""
+    """Ray `map_batches` UDF: one work block (a row holding its source rows) in, its decoded recordings out.
+
+    What the task holds is bounded by one work block's audio (`settings.block_seconds`, 16-bit): once it holds that
+    much it hands on what it has (the manifest's durations may be wrong or missing), and a recording that alone holds
+    that much is cut there: it travels on in pieces (`piece` 0, 1, ..., `final_piece` on the last; put back together
+    after the actors, pipeline.pieces), so neither this task nor an actor call ever holds more than about one work
+    block of audio, however long the recording. A recording shorter than a work block always travels whole."""
     install_redaction()  # idempotent: this worker's log records carry no credential
-    rows: list[dict] = []
-    pending = 0
+    budget = settings.block_seconds * settings.sample_rate * 2  # bytes of 16-bit audio
+    rows: list[dict] = []  # finished recordings (whole, or final pieces) not yet handed on
+    pending = 0  # bytes of audio held: in `rows` and in the recording being decoded
     handed_on = False
     for block in batch["rows"].to_pylist():
         for row in block:
-            decoded = decode_recording(row, settings)
-            rows.append(decoded)
-            pending += sum(len(s["samples"]) for s in decoded["segments"])
-            if pending >= MAX_PENDING_PCM_BYTES:
-                yield to_table(rows, DECODED_SCHEMA)
-                rows, pending, handed_on = [], 0, True
+            decoding = RecordingDecoding(row, settings)
+            segments: list[dict] = []
+            pieces = 0
+            for segment in decoding.segments():
+                segments.append(segment)
+                pending += len(segment["samples"])
+                if pending < budget:
+                    continue
+                if rows:  # finished recordings go first: a recording is cut only when it alone fills a block
+                    yield to_table(rows, DECODED_SCHEMA)
+                    rows, handed_on = [], True
+                    pending = sum(len(s["samples"]) for s in segments)
+                    continue
+                yield to_table([decoding.piece(segments, pieces)], DECODED_SCHEMA)
+                segments, pending, pieces, handed_on = [], 0, pieces + 1, True
+            rows.append(decoding.last(segments, pieces))
     if rows or not handed_on:
         yield to_table(rows, DECODED_SCHEMA)

@@ -7,6 +7,9 @@
 
 A recording travels as one row with its segments nested, so no stage regroups anything: no shuffle, no barrier, no
 waves; the first actor call waits for one decoded work block, and finished blocks are committed while the rest runs.
+A recording longer than a work block is the exception: decoding hands it on in pieces of about a work block each
+(so memory does not grow with a recording's length), the pieces are transcribed like any rows, and the assembly
+tasks put them back together through the job's PieceStore actor (pipeline.pieces), exactly once.
 Each arrow is an explicit Arrow schema (`pipeline.records`). Nothing raises out of a stage for a bad input: the row
 carries its error to the output.
 """
@@ -83,7 +86,7 @@ LIGHT_TASKS = 4
 
 def transcription_graph(inputs: list[InputSource], source: SourceSettings, decode: DecodeSettings,
                         inference: InferenceSettings, compute: ComputeSpec, run: RunInfo, pool: ActorPool,
-                        index_ref: list, ledger) -> Dataset:
+                        index_ref: list, ledger, pieces=None) -> Dataset:
     groups = input_groups(inputs)
     items = ray.data.from_items(groups, override_num_blocks=max(1, len(groups)))
     blocks = items.map_batches(
@@ -118,5 +121,6 @@ def transcription_graph(inputs: list[InputSource], source: SourceSettings, decod
         num_cpus=compute.cpus_per_actor,
         **resources,
     )
-    return transcribed.map_batches(assemble_block, fn_kwargs={"run": run}, batch_size=None, batch_format="pyarrow",
+    return transcribed.map_batches(assemble_block, fn_kwargs={"run": run, "pieces": pieces}, batch_size=None,
+                                   batch_format="pyarrow",
                                    num_cpus=0, compute=TaskPoolStrategy(size=LIGHT_TASKS))
