@@ -99,6 +99,7 @@ def _run(p: Plan, run_id: str) -> RunSummary:
         summary.failed_rows += written.failed_rows
         summary.audio_seconds += written.audio_seconds
         summary.segments += written.segments
+        summary.pieced_rows += len(written.pieced)
         summary.files += 1
         stages.update(written.errors_by_stage)
     summary.errors_by_stage = dict(stages)
