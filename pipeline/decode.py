@@ -54,8 +54,13 @@ class DecodeSettings:
     segmenting: SegmentPolicy = field(default_factory=SegmentPolicy)
     sample_rate: int = 16_000
     # Audio seconds a task holds at most before it hands on what it has (the work block's: pipeline.graph
-    # work_block_seconds); a recording that alone fills it travels on in pieces of this much.
+    # work_block_seconds); the recording it is decoding then travels on in pieces.
     block_seconds: float = 3840.0
+
+    @property
+    def block_bytes(self) -> int:
+        """`block_seconds` of 16-bit audio."""
+        return int(self.block_seconds * self.sample_rate * 2)
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
@@ -161,12 +166,14 @@ def decode_block(batch: pa.Table, settings: DecodeSettings) -> Iterator[pa.Table
     """Ray `map_batches` UDF: one work block (a row holding its source rows) in, its decoded recordings out.
 
     What the task holds is bounded by one work block's audio (`settings.block_seconds`, 16-bit): once it holds that
-    much it hands on what it has (the manifest's durations may be wrong or missing), and a recording that alone holds
-    that much is cut there: it travels on in pieces (`piece` 0, 1, ..., `final_piece` on the last; put back together
-    after the actors, pipeline.pieces), so neither this task nor an actor call ever holds more than about one work
-    block of audio, however long the recording. A recording shorter than a work block always travels whole."""
+    much (the manifest's durations may be wrong or missing, or one recording is longer than a block) it hands on
+    what it has, and the recording it is decoding, if it runs on, travels on in pieces (`piece` 0, 1, ..., `final_piece` on
+    the last; put back together after the actors, pipeline.pieces). So neither this task nor an actor call holds
+    more than about one work block of audio, however long the recording. Each table handed on before the last holds
+    a work block's audio at least, so that Ray Data makes it a block of its own (pipeline.graph sets its block size
+    to the work block's), never joined with the next one."""
     install_redaction()  # idempotent: this worker's log records carry no credential
-    budget = settings.block_seconds * settings.sample_rate * 2  # bytes of 16-bit audio
+    budget = settings.block_bytes
     rows: list[dict] = []  # finished recordings (whole, or final pieces) not yet handed on
     pending = 0  # bytes of audio held: in `rows` and in the recording being decoded
     handed_on = False
@@ -176,17 +183,14 @@ def decode_block(batch: pa.Table, settings: DecodeSettings) -> Iterator[pa.Table
             segments: list[dict] = []
             pieces = 0
             for segment in decoding.segments():
+                if pending >= budget:  # a block's worth held, and this recording runs on: it goes on in pieces
+                    yield to_table([*rows, decoding.piece(segments, pieces)], DECODED_SCHEMA)
+                    rows, segments, pending, pieces, handed_on = [], [], 0, pieces + 1, True
                 segments.append(segment)
                 pending += len(segment["samples"])
-                if pending < budget:
-                    continue
-                if rows:  # finished recordings go first: a recording is cut only when it alone fills a block
-                    yield to_table(rows, DECODED_SCHEMA)
-                    rows, handed_on = [], True
-                    pending = sum(len(s["samples"]) for s in segments)
-                    continue
-                yield to_table([decoding.piece(segments, pieces)], DECODED_SCHEMA)
-                segments, pending, pieces, handed_on = [], 0, pieces + 1, True
             rows.append(decoding.last(segments, pieces))
+            if pending >= budget:  # a block's worth at a recording's end: handed on whole
+                yield to_table(rows, DECODED_SCHEMA)
+                rows, pending, handed_on = [], 0, True
     if rows or not handed_on:
         yield to_table(rows, DECODED_SCHEMA)

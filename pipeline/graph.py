@@ -78,6 +78,23 @@ class ActorPool:
     max_actors: int
 
 
+def decode_stage(blocks: Dataset, decode: DecodeSettings, compute: ComputeSpec) -> Dataset:
+    """Fetch + decode + cut: one CPU task per work block; each table it hands on is one Ray block, one actor call."""
+    # Ray Data joins the tables a task yields into blocks of up to target_max_block_size (128 MiB by default): two
+    # pieces of a long recording would reach one actor call together. At the work block's audio, every table a decode
+    # task hands on before its last (which holds that much at least: pipeline.decode) is a block of its own. The
+    # dataset has one block size: the other stages' blocks (source rows, transcripts) are far smaller anyway.
+    blocks.context.target_max_block_size = decode.block_bytes
+    return blocks.map_batches(
+        decode_block, fn_kwargs={"settings": decode}, batch_size=1, batch_format="pyarrow",
+        num_cpus=compute.decode_cpus,
+        # A memory reservation keeps a decode task's memory bounded on a node (as Ray's audio example does), and,
+        # being a remote argument the actor stage lacks, it stops Ray from fusing decoding into the actor, where it
+        # would run one file at a time with the accelerator waiting.
+        memory=compute.decode_memory_mb * 2**20,
+    )
+
+
 # Reading and assembling are light and reserve no CPU: on a small node the decode tasks and the actors hold every CPU
 # slot, and a stage that waits for one would wait until decoding is over (nothing assembled, nothing committed).
 # Their concurrency is bounded by their pools instead.
@@ -95,14 +112,7 @@ def transcription_graph(inputs: list[InputSource], source: SourceSettings, decod
     # A read task's work blocks arrive coalesced into large blocks; one work block per Ray block lets every decode
     # task take one (a streaming split: no shuffle).
     blocks = blocks.repartition(target_num_rows_per_block=1)
-    decoded = blocks.map_batches(
-        decode_block, fn_kwargs={"settings": decode}, batch_size=1, batch_format="pyarrow",
-        num_cpus=compute.decode_cpus,
-        # A memory reservation keeps a decode task's memory bounded on a node (as Ray's audio example does), and,
-        # being a remote argument the actor stage lacks, it stops Ray from fusing decoding into the actor, where it
-        # would run one file at a time with the accelerator waiting.
-        memory=compute.decode_memory_mb * 2**20,
-    )
+    decoded = decode_stage(blocks, decode, compute)
     resources = {"memory": compute.actor_memory_mb * 2**20} if compute.actor_memory_mb else {}
     if pool.use_gpu:
         # The GPUs go in through ray_remote_args_fn: `num_gpus=` makes Ray Data (2.60) demand an int batch_size,

@@ -448,12 +448,13 @@ def test_decode_block_all_failed_keeps_schema(tmp_path) -> None:
     assert out["error"].to_pylist() == [f"file not found: {tmp_path / 'x.wav'}"]
 
 
-def test_decode_block_hands_on_a_blocks_worth_of_recordings_keeping_short_ones_whole(tone_wav) -> None:
+def test_decode_block_hands_on_a_blocks_worth_of_recordings(tone_wav) -> None:
     """A block whose audio outgrows its budget (the manifest's durations were wrong or missing) leaves the task as
-    several tables, each of whole recordings (shorter than a block: never cut), so a task's memory stays bounded."""
-    settings = dataclasses.replace(SETTINGS, block_seconds=3.5)  # two 1.5 s recordings fit, a third does not
+    several tables, each of whole recordings when the budget fills at a recording's end, so a task's memory stays
+    bounded."""
+    settings = dataclasses.replace(SETTINGS, block_seconds=3.5)  # full with the third 1.5 s recording
     tables = list(decode_block(_block([_row(str(tone_wav), line=i) for i in range(5)]), settings))
-    assert [t.num_rows for t in tables] == [2, 2, 1]
+    assert [t.num_rows for t in tables] == [3, 2]
     assert all(t.schema == DECODED_SCHEMA for t in tables)
     whole = pa.concat_tables(tables)
     assert whole["line"].to_pylist() == [0, 1, 2, 3, 4]
@@ -465,10 +466,10 @@ def _cut_pieces(tables: list[pa.Table]) -> list[dict]:
 
 
 def test_decode_block_cuts_a_recording_longer_than_a_block_into_pieces(tone_wav, tmp_path) -> None:
-    """A recording that alone holds a block's audio is handed on in pieces as it is cut: each piece a row with the
+    """A recording that runs on when the task holds a block's audio is handed on in pieces as it is cut: each piece a row with the
     recording's source columns and the segments cut since the last piece, `piece` 0, 1, 2, `final_piece` on the last,
     which alone carries the duration, speech seconds and warnings. The segments, put together, are those of the
-    recording decoded whole; the short recordings around it stay whole."""
+    recording decoded whole; the short recordings around it, which end before the budget fills, stay whole."""
     sf.write(tmp_path / "long.wav", bursts(130.0, [(s, s + 7.0) for s in np.arange(0.5, 130, 9.0)]), RATE)
     policy = SegmentPolicy(max_seconds=20, min_seconds=8)
     long_row = _row(str(tmp_path / "long.wav"), line=2, metadata='{"call": 7}')
@@ -482,11 +483,11 @@ def test_decode_block_cuts_a_recording_longer_than_a_block_into_pieces(tone_wav,
     rows = _cut_pieces(tables)
     assert [(r["line"], r["piece"], r["final_piece"]) for r in rows] == [
         (1, None, None), (2, 0, False), (2, 1, False), (2, 2, True), (3, None, None)]
-    # The task handed the short recording on before it cut the long one, and each piece on its own.
-    assert [t.num_rows for t in tables] == [1, 1, 1, 2]
+    # A table handed on once it held a block's worth: the short recording with the first piece, then a piece each.
+    assert [t.num_rows for t in tables] == [2, 1, 1, 1]
     pieces = [r for r in rows if r["line"] == 2]
     # Each piece holds about a block of audio: never much more (memory), never a recording's whole.
-    assert [len(p["segments"]) for p in pieces] == [3, 3, 2]
+    assert [len(p["segments"]) for p in pieces] == [2, 3, 3]
     for p in pieces:
         assert sum(len(s["samples"]) for s in p["segments"]) < 2 * 35.0 * RATE * 2
         assert p["row_id"] == long_row["row_id"] and p["metadata"] == '{"call": 7}'
