@@ -51,10 +51,11 @@ def run_job(model: str, manifest: Path, out: Path) -> tuple[float, float, int]:
     return summary.wall_seconds, memory.peak_worker_mib, summary.segments
 
 
-def by_role(memory: WorkerMemory) -> dict[str, float]:
-    """Peak RSS (MiB) of the inference actor and of the decode tasks, from the workers' commands."""
+def by_role(peaks: dict[str, float]) -> dict[str, float]:
+    """Peak memory (MiB) of the inference actor, of the decode tasks and of the piece store, from the workers'
+    commands."""
     roles = {"inference_actor": 0.0, "decode_task": 0.0, "piece_store": 0.0}
-    for command, mib in memory.peak_by_command_mib.items():
+    for command, mib in peaks.items():
         role = "inference_actor" if "TranscriptionActor" in command else "decode_task" if "decode_block" in command \
             else "piece_store" if "PieceStore" in command else None
         if role:
@@ -83,11 +84,15 @@ def compare_lengths(model: str, work: Path, hours: list[float]) -> dict:
             summary = run(p)
         assert summary.failed_rows == 0, summary
         results[f"{h:g}h"] = {"wall_s": round(summary.wall_seconds, 1), "segments": summary.segments,
-                              "pieced_rows": summary.pieced_rows, "peak_rss_mib": by_role(memory)}
-    first = results[f"{hours[0]:g}h"]["peak_rss_mib"]
-    for name, result in results.items():
-        result["peak_rss_over_first"] = {role: round(mib / first[role], 3) if first[role] else None
-                                         for role, mib in result["peak_rss_mib"].items()}
+                              "pieced_rows": summary.pieced_rows,
+                              "peak_rss_mib": by_role(memory.peak_by_command_mib),
+                              # without the object store's shared pages the worker touched (benchmarks.common)
+                              "peak_private_mib": by_role(memory.peak_private_by_command_mib)}
+    for measure in ("peak_rss_mib", "peak_private_mib"):
+        first = results[f"{hours[0]:g}h"][measure]
+        for result in results.values():
+            result[measure.replace("_mib", "_over_first")] = {
+                role: round(mib / first[role], 3) if first[role] else None for role, mib in result[measure].items()}
     return results
 
 

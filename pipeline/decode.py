@@ -25,7 +25,7 @@ from connectors.storage import describe_fetch_error
 from pipeline.audio import AudioDecodeError, stream_audio
 from pipeline.channels import channel_streams
 from pipeline.models.base import PCM_SCALE
-from pipeline.records import DECODED_SCHEMA, to_table, with_error
+from pipeline.records import DECODED_SCHEMA, DECODED_SEGMENT, to_table, with_error
 from pipeline.segmenter import SegmentPolicy, segment_stream
 from pipeline.settings import setting
 
@@ -162,20 +162,58 @@ def _counted(blocks: Iterator[np.ndarray], counts: dict, key: int | None) -> Ite
         yield block
 
 
+class HeldAudio:
+    """The 16-bit audio a decode task holds, in one buffer: each segment's samples are appended as it is cut, and the
+    buffer becomes the `samples` column of the table handed on without a copy. (Python bytes per segment and an
+    Arrow copy of them all, growing by doubling, held about three times the audio at the peak.)"""
+
+    def __init__(self) -> None:
+        self.pcm = bytearray()
+        self.lengths: list[int] = []  # bytes of each segment, in the order appended
+
+    def __len__(self) -> int:
+        return len(self.pcm)
+
+    def add(self, segment: dict) -> dict:
+        """Keep the segment's samples here; the segment without them."""
+        samples = segment["samples"]
+        self.pcm += samples
+        self.lengths.append(len(samples))
+        return {k: v for k, v in segment.items() if k != "samples"}
+
+    def table(self, rows: list[dict]) -> pa.Table:
+        """`rows` (whose segments, in order, are those appended here) as a DECODED_SCHEMA table."""
+        cuts = [s for r in rows for s in r["segments"]]
+        assert len(cuts) == len(self.lengths), (len(cuts), len(self.lengths))
+        offsets = np.zeros(len(cuts) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=offsets[1:])
+        samples = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(cuts),
+                                                   [None, pa.py_buffer(offsets), pa.py_buffer(self.pcm)])
+        fields = list(DECODED_SEGMENT)
+        columns = [pa.array([s[f.name] for s in cuts], f.type) for f in fields if f.name != "samples"]
+        segments = pa.StructArray.from_arrays([*columns, samples], fields=fields)
+        counts = np.zeros(len(rows) + 1, dtype=np.int32)
+        np.cumsum([len(r["segments"]) for r in rows], out=counts[1:])
+        nested = pa.ListArray.from_arrays(pa.array(counts), segments)
+        index = DECODED_SCHEMA.get_field_index("segments")
+        head = to_table(rows, DECODED_SCHEMA.remove(index))
+        return head.add_column(index, DECODED_SCHEMA.field(index), nested)
+
+
 def decode_block(batch: pa.Table, settings: DecodeSettings) -> Iterator[pa.Table]:
     """Ray `map_batches` UDF: one work block (a row holding its source rows) in, its decoded recordings out.
 
     What the task holds is bounded by one work block's audio (`settings.block_seconds`, 16-bit): once it holds that
     much (the manifest's durations may be wrong or missing, or one recording is longer than a block) it hands on
-    what it has, and the recording it is decoding, if it runs on, travels on in pieces (`piece` 0, 1, ..., `final_piece` on
-    the last; put back together after the actors, pipeline.pieces). So neither this task nor an actor call holds
-    more than about one work block of audio, however long the recording. Each table handed on before the last holds
-    a work block's audio at least, so that Ray Data makes it a block of its own (pipeline.graph sets its block size
-    to the work block's), never joined with the next one."""
+    what it has, and the recording it is decoding, if it runs on, travels on in pieces (`piece` 0, 1, ...,
+    `final_piece` on the last; put back together after the actors, pipeline.pieces). So neither this task nor an
+    actor call holds more than about one work block of audio, however long the recording. Each table handed on
+    before the last holds a work block's audio at least, so that Ray Data makes it a block of its own
+    (pipeline.graph sets its block size to the work block's), never joined with the next one."""
     install_redaction()  # idempotent: this worker's log records carry no credential
     budget = settings.block_bytes
     rows: list[dict] = []  # finished recordings (whole, or final pieces) not yet handed on
-    pending = 0  # bytes of audio held: in `rows` and in the recording being decoded
+    held = HeldAudio()  # the audio of `rows` and of the recording being decoded
     handed_on = False
     for block in batch["rows"].to_pylist():
         for row in block:
@@ -183,14 +221,13 @@ def decode_block(batch: pa.Table, settings: DecodeSettings) -> Iterator[pa.Table
             segments: list[dict] = []
             pieces = 0
             for segment in decoding.segments():
-                if pending >= budget:  # a block's worth held, and this recording runs on: it goes on in pieces
-                    yield to_table([*rows, decoding.piece(segments, pieces)], DECODED_SCHEMA)
-                    rows, segments, pending, pieces, handed_on = [], [], 0, pieces + 1, True
-                segments.append(segment)
-                pending += len(segment["samples"])
+                if len(held) >= budget:  # a block's worth held, and this recording runs on: it goes on in pieces
+                    yield held.table([*rows, decoding.piece(segments, pieces)])
+                    rows, segments, held, pieces, handed_on = [], [], HeldAudio(), pieces + 1, True
+                segments.append(held.add(segment))
             rows.append(decoding.last(segments, pieces))
-            if pending >= budget:  # a block's worth at a recording's end: handed on whole
-                yield to_table(rows, DECODED_SCHEMA)
-                rows, pending, handed_on = [], 0, True
+            if len(held) >= budget:  # a block's worth at a recording's end: handed on whole
+                yield held.table(rows)
+                rows, held, handed_on = [], HeldAudio(), True
     if rows or not handed_on:
-        yield to_table(rows, DECODED_SCHEMA)
+        yield held.table(rows)
