@@ -68,10 +68,11 @@ class WorkerMemory:
         self.peak_worker_mib = 0.0
         self.peak_total_mib = 0.0
         self.peak_by_command_mib: dict[str, float] = {}
-        # The same without the shared pages of Ray's object store (RssAnon + RssFile): a worker that wrote or read
-        # more objects over its life has touched more of the store's pages, which VmRSS counts, though the store
-        # holds them (bounded by its own size), not the worker.
+        # Its own heap only (RssAnon): VmRSS also counts the pages of Ray's object store a worker has written or
+        # read (RssShmem; RssFile where the store is file-backed) and its libraries' pages, which the store and the
+        # page cache hold, not the worker; a worker that handled more objects over its life touched more of them.
         self.peak_private_by_command_mib: dict[str, float] = {}
+        self.peak_parts_by_command_mib: dict[str, dict[str, float]] = {}
         self.last_by_command_mib: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -87,9 +88,10 @@ class WorkerMemory:
             for pid, mib in sizes.items():
                 command = workers[pid].split()[0]
                 self.peak_by_command_mib[command] = max(self.peak_by_command_mib.get(command, 0.0), mib)
-                private = (_rss_kib(pid, "RssAnon") + _rss_kib(pid, "RssFile")) / 1024
-                self.peak_private_by_command_mib[command] = max(
-                    self.peak_private_by_command_mib.get(command, 0.0), private)
+                parts = self.peak_parts_by_command_mib.setdefault(command, {})
+                for part in ("RssAnon", "RssFile", "RssShmem"):
+                    parts[part] = max(parts.get(part, 0.0), _rss_kib(pid, part) / 1024)
+                self.peak_private_by_command_mib[command] = parts["RssAnon"]
                 seen[command] = max(seen.get(command, 0.0), mib)
             self.last_by_command_mib.update(seen)  # each command's RSS when last seen (before it exited)
             time.sleep(self.interval)

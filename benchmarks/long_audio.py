@@ -86,8 +86,11 @@ def compare_lengths(model: str, work: Path, hours: list[float]) -> dict:
         results[f"{h:g}h"] = {"wall_s": round(summary.wall_seconds, 1), "segments": summary.segments,
                               "pieced_rows": summary.pieced_rows,
                               "peak_rss_mib": by_role(memory.peak_by_command_mib),
-                              # without the object store's shared pages the worker touched (benchmarks.common)
-                              "peak_private_mib": by_role(memory.peak_private_by_command_mib)}
+                              # its own heap: without the object store's pages it touched (benchmarks.common)
+                              "peak_private_mib": by_role(memory.peak_private_by_command_mib),
+                              "peak_parts_mib": {part: by_role({c: p[part] for c, p in
+                                                                memory.peak_parts_by_command_mib.items()})
+                                                 for part in ("RssAnon", "RssFile", "RssShmem")}}
     for measure in ("peak_rss_mib", "peak_private_mib"):
         first = results[f"{hours[0]:g}h"][measure]
         for result in results.values():
