@@ -45,10 +45,12 @@ def _ray_workers(session: int | None = None) -> dict[int, str]:
     return found
 
 
-def _rss_kib(pid: int) -> int:
+def _rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory (KiB) from /proc/<pid>/status: `VmRSS` (all of it), or one part of it:
+    `RssAnon` (its own heap), `RssShmem` (shared memory it touched: for a Ray worker, Ray's object store)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -66,6 +68,11 @@ class WorkerMemory:
         self.peak_worker_mib = 0.0
         self.peak_total_mib = 0.0
         self.peak_by_command_mib: dict[str, float] = {}
+        # Its own heap only (RssAnon): VmRSS also counts the pages of Ray's object store a worker has written or
+        # read (RssShmem; RssFile where the store is file-backed) and its libraries' pages, which the store and the
+        # page cache hold, not the worker; a worker that handled more objects over its life touched more of them.
+        self.peak_private_by_command_mib: dict[str, float] = {}
+        self.peak_parts_by_command_mib: dict[str, dict[str, float]] = {}
         self.last_by_command_mib: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -81,6 +88,10 @@ class WorkerMemory:
             for pid, mib in sizes.items():
                 command = workers[pid].split()[0]
                 self.peak_by_command_mib[command] = max(self.peak_by_command_mib.get(command, 0.0), mib)
+                parts = self.peak_parts_by_command_mib.setdefault(command, {})
+                for part in ("RssAnon", "RssFile", "RssShmem"):
+                    parts[part] = max(parts.get(part, 0.0), _rss_kib(pid, part) / 1024)
+                self.peak_private_by_command_mib[command] = parts["RssAnon"]
                 seen[command] = max(seen.get(command, 0.0), mib)
             self.last_by_command_mib.update(seen)  # each command's RSS when last seen (before it exited)
             time.sleep(self.interval)

@@ -2,7 +2,7 @@
 `--hours`, one recording of each length (8 kHz mu-law, as call archives keep them), each role's peak RSS side by side.
 
     python -m benchmarks.long_audio [--minutes 60]
-    setsid python -m benchmarks.long_audio --hours 1 3   # the inference actor's and the decode tasks' peak RSS per length
+    setsid python -m benchmarks.long_audio --hours 1 3   # the inference actor's, decode tasks', piece store's peak RSS
 
 The recording is speech-like bursts with pauses (16 kHz FLAC). Both runs use the same job, model and settings, in
 one process on an embedded local Ray. Memory is the peak RSS of any single Ray worker process (decode tasks and the
@@ -51,12 +51,13 @@ def run_job(model: str, manifest: Path, out: Path) -> tuple[float, float, int]:
     return summary.wall_seconds, memory.peak_worker_mib, summary.segments
 
 
-def by_role(memory: WorkerMemory) -> dict[str, float]:
-    """Peak RSS (MiB) of the inference actor and of the decode tasks, from the workers' commands."""
-    roles = {"inference_actor": 0.0, "decode_task": 0.0}
-    for command, mib in memory.peak_by_command_mib.items():
+def by_role(peaks: dict[str, float]) -> dict[str, float]:
+    """Peak memory (MiB) of the inference actor, of the decode tasks and of the piece store, from the workers'
+    commands."""
+    roles = {"inference_actor": 0.0, "decode_task": 0.0, "piece_store": 0.0}
+    for command, mib in peaks.items():
         role = "inference_actor" if "TranscriptionActor" in command else "decode_task" if "decode_block" in command \
-            else None
+            else "piece_store" if "PieceStore" in command else None
         if role:
             roles[role] = max(roles[role], round(mib))
     return roles
@@ -83,11 +84,18 @@ def compare_lengths(model: str, work: Path, hours: list[float]) -> dict:
             summary = run(p)
         assert summary.failed_rows == 0, summary
         results[f"{h:g}h"] = {"wall_s": round(summary.wall_seconds, 1), "segments": summary.segments,
-                              "peak_rss_mib": by_role(memory)}
-    first = results[f"{hours[0]:g}h"]["peak_rss_mib"]
-    for name, result in results.items():
-        result["peak_rss_over_first"] = {role: round(mib / first[role], 3) if first[role] else None
-                                         for role, mib in result["peak_rss_mib"].items()}
+                              "pieced_rows": summary.pieced_rows,
+                              "peak_rss_mib": by_role(memory.peak_by_command_mib),
+                              # its own heap: without the object store's pages it touched (benchmarks.common)
+                              "peak_private_mib": by_role(memory.peak_private_by_command_mib),
+                              "peak_parts_mib": {part: by_role({c: p[part] for c, p in
+                                                                memory.peak_parts_by_command_mib.items()})
+                                                 for part in ("RssAnon", "RssFile", "RssShmem")}}
+    for measure in ("peak_rss_mib", "peak_private_mib"):
+        first = results[f"{hours[0]:g}h"][measure]
+        for result in results.values():
+            result[measure.replace("_mib", "_over_first")] = {
+                role: round(mib / first[role], 3) if first[role] else None for role, mib in result[measure].items()}
     return results
 
 

@@ -41,6 +41,9 @@ class WrittenFile:
     audio_seconds: float
     segments: int
     errors_by_stage: dict[str, int]
+    # Recordings that travelled in pieces (the assembled table's `pieces` column set): committed now, so the job's
+    # piece store may free them (pipeline.pieces).
+    pieced: tuple[str, ...] = ()
 
 
 def write_parquet(table: pa.Table, folder: str, name: str) -> None:
@@ -80,8 +83,10 @@ def write_pair(table: pa.Table, store: OutputLayout, name: str, recordings_schem
         else []
     failed = pc.sum(pc.is_valid(recordings["error"])).as_py() or 0
     seconds = pc.sum(recordings["duration"]).as_py() or 0.0
+    pieced = tuple(table.filter(pc.is_valid(table["pieces"]))["row_id"].to_pylist()) \
+        if "pieces" in table.column_names else ()
     return WrittenFile(name=name, rows=recordings.num_rows, failed_rows=failed, audio_seconds=seconds,
-                       segments=segments.num_rows, errors_by_stage=dict(Counter(stages)))
+                       segments=segments.num_rows, errors_by_stage=dict(Counter(stages)), pieced=pieced)
 
 
 def _write_task(parts: list, store: OutputLayout, name: str, recordings_schema: pa.Schema,

@@ -27,6 +27,7 @@ class RunSummary:
     replaced_rows: int = 0  # done again: an edited line, a failed row, other settings
     removed_rows: int = 0  # older copies and orphans removed from earlier files
     segments: int = 0
+    pieced_rows: int = 0  # recordings longer than a work block: decoded and transcribed in pieces, then put together
     failed_rows: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0

@@ -39,6 +39,7 @@ from pipeline.decode import DecodeSettings
 from pipeline.inference import InferenceSettings
 from pipeline.ledger import Ledger, LedgerTotals
 from pipeline.options import JobDefaults
+from pipeline.pieces import PieceStore
 from pipeline.records import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA
 from pipeline.source import SourceSettings
 
@@ -98,6 +99,7 @@ def _run(p: Plan, run_id: str) -> RunSummary:
         summary.failed_rows += written.failed_rows
         summary.audio_seconds += written.audio_seconds
         summary.segments += written.segments
+        summary.pieced_rows += len(written.pieced)
         summary.files += 1
         stages.update(written.errors_by_stage)
     summary.errors_by_stage = dict(stages)
@@ -115,7 +117,7 @@ def _run(p: Plan, run_id: str) -> RunSummary:
     return summary
 
 
-def _graph(p: Plan, run_id: str, index_refs: list, ledger, pool):
+def _graph(p: Plan, run_id: str, index_refs: list, ledger, pieces, pool):
     from pipeline.graph import transcription_graph, work_block_seconds
 
     spec = p.spec
@@ -123,13 +125,16 @@ def _graph(p: Plan, run_id: str, index_refs: list, ledger, pool):
                             locales=p.card.languages,
                             block_seconds=work_block_seconds(spec.compute, spec.batch_size),
                             block_rows=spec.compute.block_rows)
-    decode = DecodeSettings(audio=spec.audio, segmenting=spec.segmenting, sample_rate=p.card.sample_rate)
+    # A decode task hands on what it holds once it holds a work block of audio, and cuts a longer recording into
+    # pieces of that much: memory is bounded by the block, not by a recording's length.
+    decode = DecodeSettings(audio=spec.audio, segmenting=spec.segmenting, sample_rate=p.card.sample_rate,
+                            block_seconds=source.block_seconds)
     inference = InferenceSettings(adapter=spec.model_adapter, model=p.model, fetch_timeout=spec.audio.fetch_timeout)
     info = RunInfo(run_id=run_id, model=spec.model_path, att_context_size=p.model.att_context_size,
                    keep_raw_text=not spec.strip_lang_tags, channel_names=tuple(spec.audio.channel_names),
                    model_fingerprint=p.model_fingerprint)
     return transcription_graph(p.inputs, source, decode, inference, spec.compute, info, pool,
-                               index_refs, ledger)
+                               index_refs, ledger, pieces)
 
 
 def _iterate(ds, out: queue.Queue, stop: StopRequest) -> None:
@@ -160,7 +165,9 @@ def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest, pool):
     # On the driver's node: a worker node lost mid-job must not take the books with it (pipeline/ledger.py).
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     ledger = ray.remote(num_cpus=0)(Ledger).options(scheduling_strategy=here).remote(read_ahead_rows(p))
-    ds = _graph(p, run_id, index_refs, ledger, pool)
+    # Puts long recordings' pieces back together (pipeline/pieces.py); there too: it holds transcripts not committed.
+    pieces = ray.remote(num_cpus=0)(PieceStore).options(scheduling_strategy=here).remote()
+    ds = _graph(p, run_id, index_refs, ledger, pieces, pool)
     committer = p.store.committer(run_id, RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, p.spec.output)
     progress = Progress(p.spec.output.progress_seconds, len(p.inputs))
     bundles: queue.Queue = queue.Queue()
@@ -181,6 +188,9 @@ def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest, pool):
         committer.tick()
         newly = sum(w.rows for w in committer.written[reported:])
         if newly:
+            committed_pieced = [row_id for w in committer.written[reported:] for row_id in w.pieced]
+            if committed_pieced:  # their sets are not needed again (pipeline/pieces.py)
+                pieces.release.remote(committed_pieced)
             reported = len(committer.written)
             ledger.add_committed.remote(newly)
         if progress.due():

@@ -1,7 +1,9 @@
 """Stage: a recording's transcribed segments into its output row (with its segments nested for the committer).
 
-A plain task stage after the actors (a recording's segments travel inside its row, so nothing regroups them).
-Segments are put back in order per channel; across a forced cut
+A plain task stage after the actors. A recording's segments travel inside its row, so nothing regroups them, except
+for a recording longer than a work block: it arrives in pieces, which the job's PieceStore gathers (pipeline.pieces);
+the piece that completes the set makes the recording's one output row, the others none. Segments are put back in
+order per channel; across a forced cut
 (a cut that had to fall in speech, so the segments overlap) the words the two segments share are kept once. Language
 tags become `language`/`language_shares` and leave the text. In split mode the turns of all channels, merged in
 time order, form the conversation view.
@@ -24,6 +26,7 @@ from pipeline.language import (
     strip_language_tags,
     tags_in,
 )
+from pipeline.pieces import gather
 from pipeline.records import ASSEMBLED_SCHEMA, to_table
 from pipeline.scoring import score
 from pipeline.segmenter import merge_overlap
@@ -163,7 +166,7 @@ def conversation_turns(segments: list[dict]) -> list[dict]:
 RECORDING_KEYS = ("row_id", "source_hash", "audio_filepath", "target_lang", "prompt_locale", "channel_mode",
                   "reference_text", "manifest", "line", "audio_url", "audio_offset", "audio_member",
                   "audio_row", "manifest_duration", "duration", "speech_seconds",
-                  "source_sample_rate", "source_channels", "metadata", "error", "error_stage", "warnings")
+                  "source_sample_rate", "source_channels", "metadata", "error", "error_stage", "warnings", "pieces")
 
 
 def assemble_recording(recording: dict, run: RunInfo) -> dict:
@@ -219,10 +222,20 @@ def assemble_recording(recording: dict, run: RunInfo) -> dict:
     return out
 
 
-def assemble_block(batch: pa.Table, run: RunInfo) -> pa.Table:
-    """Ray `map_batches` UDF: transcribed recordings in, output rows (segments nested) out."""
+def assemble_block(batch: pa.Table, run: RunInfo, pieces=None) -> pa.Table:
+    """Ray `map_batches` UDF: transcribed recordings in, output rows (segments nested) out. A piece of a recording
+    goes to the job's PieceStore (`pieces`, a Ray actor handle) and makes an output row only if it completed the
+    recording."""
     install_redaction()  # idempotent: this worker's log records carry no credential
-    return to_table([assemble_recording(r, run) for r in batch.to_pylist()], ASSEMBLED_SCHEMA)
+    out = []
+    for recording in batch.to_pylist():
+        if recording.get("piece") is not None:
+            assert pieces is not None, "a recording in pieces needs the job's PieceStore"
+            recording = gather(pieces, recording)
+            if recording is None:
+                continue
+        out.append(assemble_recording(recording, run))
+    return to_table(out, ASSEMBLED_SCHEMA)
 
 
 class Assembler:
@@ -231,8 +244,9 @@ class Assembler:
     starting one (interpreter, Ray, pyarrow, this module) costs more CPU than assembling a work block of short clips.
     A few long-lived actors start once per job."""
 
-    def __init__(self, run: RunInfo):
+    def __init__(self, run: RunInfo, pieces=None):
         self.run = run
+        self.pieces = pieces
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return assemble_block(batch, self.run)
+        return assemble_block(batch, self.run, self.pieces)

@@ -7,6 +7,9 @@
 
 A recording travels as one row with its segments nested, so no stage regroups anything: no shuffle, no barrier, no
 waves; the first actor call waits for one decoded work block, and finished blocks are committed while the rest runs.
+A recording longer than a work block is the exception: decoding hands it on in pieces of about a work block each
+(so memory does not grow with a recording's length), the pieces are transcribed like any rows, and the assembly
+tasks put them back together through the job's PieceStore actor (pipeline.pieces), exactly once.
 Each arrow is an explicit Arrow schema (`pipeline.records`). Nothing raises out of a stage for a bad input: the row
 carries its error to the output.
 """
@@ -75,6 +78,23 @@ class ActorPool:
     max_actors: int
 
 
+def decode_stage(blocks: Dataset, decode: DecodeSettings, compute: ComputeSpec) -> Dataset:
+    """Fetch + decode + cut: one CPU task per work block; each table it hands on is one Ray block, one actor call."""
+    # Ray Data joins the tables a task yields into blocks of up to target_max_block_size (128 MiB by default): two
+    # pieces of a long recording would reach one actor call together. At the work block's audio, every table a decode
+    # task hands on before its last (which holds that much at least: pipeline.decode) is a block of its own. The
+    # dataset has one block size: the other stages' blocks (source rows, transcripts) are far smaller anyway.
+    blocks.context.target_max_block_size = decode.block_bytes
+    return blocks.map_batches(
+        decode_block, fn_kwargs={"settings": decode}, batch_size=1, batch_format="pyarrow",
+        num_cpus=compute.decode_cpus,
+        # A memory reservation keeps a decode task's memory bounded on a node (as Ray's audio example does), and,
+        # being a remote argument the actor stage lacks, it stops Ray from fusing decoding into the actor, where it
+        # would run one file at a time with the accelerator waiting.
+        memory=compute.decode_memory_mb * 2**20,
+    )
+
+
 # Reading and assembling are light and reserve no CPU: on a small node the decode tasks and the actors hold every CPU
 # slot, and a stage that waits for one would wait until decoding is over (nothing assembled, nothing committed).
 # Their concurrency is bounded by their pools instead.
@@ -83,7 +103,7 @@ LIGHT_TASKS = 4
 
 def transcription_graph(inputs: list[InputSource], source: SourceSettings, decode: DecodeSettings,
                         inference: InferenceSettings, compute: ComputeSpec, run: RunInfo, pool: ActorPool,
-                        index_ref: list, ledger) -> Dataset:
+                        index_ref: list, ledger, pieces=None) -> Dataset:
     groups = input_groups(inputs)
     items = ray.data.from_items(groups, override_num_blocks=max(1, len(groups)))
     blocks = items.map_batches(
@@ -92,14 +112,7 @@ def transcription_graph(inputs: list[InputSource], source: SourceSettings, decod
     # A read task's work blocks arrive coalesced into large blocks; one work block per Ray block lets every decode
     # task take one (a streaming split: no shuffle).
     blocks = blocks.repartition(target_num_rows_per_block=1)
-    decoded = blocks.map_batches(
-        decode_block, fn_kwargs={"settings": decode}, batch_size=1, batch_format="pyarrow",
-        num_cpus=compute.decode_cpus,
-        # A memory reservation keeps a decode task's memory bounded on a node (as Ray's audio example does), and,
-        # being a remote argument the actor stage lacks, it stops Ray from fusing decoding into the actor, where it
-        # would run one file at a time with the accelerator waiting.
-        memory=compute.decode_memory_mb * 2**20,
-    )
+    decoded = decode_stage(blocks, decode, compute)
     resources = {"memory": compute.actor_memory_mb * 2**20} if compute.actor_memory_mb else {}
     if pool.use_gpu:
         # The GPUs go in through ray_remote_args_fn: `num_gpus=` makes Ray Data (2.60) demand an int batch_size,
@@ -120,6 +133,6 @@ def transcription_graph(inputs: list[InputSource], source: SourceSettings, decod
     )
     # Actors, not tasks: a task stage started a fresh worker process per work block (pipeline.assembly.Assembler).
     # One actor assembles a work block of 1,000 short clips in about 0.1 s; the pool grows only under a backlog.
-    return transcribed.map_batches(Assembler, fn_constructor_kwargs={"run": run}, batch_size=None,
+    return transcribed.map_batches(Assembler, fn_constructor_kwargs={"run": run, "pieces": pieces}, batch_size=None,
                                    batch_format="pyarrow", num_cpus=0,
                                    compute=ActorPoolStrategy(min_size=1, max_size=LIGHT_TASKS))

@@ -4,9 +4,12 @@ Every stage takes and returns rows with an explicit schema: Ray Data infers a co
 as Arrow `null`, and the next block then fails to cast, so nothing here is left to inference.
 
 A row is a *recording* from the manifest on: its segments travel nested inside it (lhotse's Recording with its
-SupervisionSegments), so a recording is never split between actors and nothing has to regroup segments later (no
-shuffle, no barrier). Between decoding and inference a segment carries its audio as 16-bit PCM at 16 kHz (half the
-bytes of float32; the quantisation noise is 96 dB under full scale, far below any recording's noise floor).
+SupervisionSegments), so nothing has to regroup segments later (no shuffle, no barrier). A recording longer than a
+work block is the one exception: decoding hands it on in *pieces* (PIECE_FIELDS: rows of the same recording, each
+with the segments cut since the last), so that no task or actor call holds more than a work block of audio; the
+assembly stage puts the pieces back together (pipeline.pieces) before the recording becomes its output row. Between
+decoding and inference a segment carries its audio as 16-bit PCM at 16 kHz (half the bytes of float32; the
+quantisation noise is 96 dB under full scale, far below any recording's noise floor).
 
 A row carries its own fate: `error` (the message) and `error_stage` (manifest, fetch, decode, language, inference)
 are null while the row is healthy. A stage that fails on a row sets them and passes the row on; later stages skip it;
@@ -71,7 +74,16 @@ CUT_FIELDS = [
     pa.field("overlap_before", pa.float64()),  # seconds shared with the previous segment (a forced cut in speech)
 ]
 DECODED_SEGMENT = pa.struct(CUT_FIELDS + [pa.field("samples", pa.large_binary())])  # int16 little-endian, 16 kHz
-DECODED_SCHEMA = pa.schema(SOURCE_FIELDS + AUDIO_FIELDS + [pa.field("segments", pa.list_(DECODED_SEGMENT))])
+
+# A recording handed on in pieces (pipeline.decode.decode_block): null on a recording that travels whole. Every piece
+# carries the source columns; only the final one carries what decoding learnt at the end (AUDIO_FIELDS but the rate
+# and channels, and the error of a failure midway).
+PIECE_FIELDS = [
+    pa.field("piece", pa.int32()),  # 0, 1, 2, ... in the order cut
+    pa.field("final_piece", pa.bool_()),  # true on the last piece
+]
+DECODED_SCHEMA = pa.schema(SOURCE_FIELDS + AUDIO_FIELDS + PIECE_FIELDS
+                           + [pa.field("segments", pa.list_(DECODED_SEGMENT))])
 
 WORD_TYPE = pa.struct([
     pa.field("word", pa.string()),
@@ -95,7 +107,8 @@ TRANSCRIBED_SEGMENT = pa.struct(CUT_FIELDS + [
     pa.field("confidence", pa.float64()),
     *ERROR_FIELDS,
 ])
-TRANSCRIBED_SCHEMA = pa.schema(SOURCE_FIELDS + AUDIO_FIELDS + [pa.field("segments", pa.list_(TRANSCRIBED_SEGMENT))])
+TRANSCRIBED_SCHEMA = pa.schema(SOURCE_FIELDS + AUDIO_FIELDS + PIECE_FIELDS
+                               + [pa.field("segments", pa.list_(TRANSCRIBED_SEGMENT))])
 
 RUN_FIELDS = [
     pa.field("model", pa.string()),
@@ -177,8 +190,11 @@ RECORDINGS_SCHEMA = pa.schema([
     *RUN_FIELDS,
 ])
 
-# What the assembly stage hands the committer: a recording row with its segments nested, written as two tables.
-ASSEMBLED_SCHEMA = pa.schema(list(RECORDINGS_SCHEMA) + [pa.field("segments", pa.list_(pa.struct(list(SEGMENTS_SCHEMA))))])
+# What the assembly stage hands the committer: a recording row with its segments nested, written as two tables;
+# `pieces` (how many pieces it travelled in, null when whole) is not written: the driver tells the PieceStore which
+# recordings it committed (pipeline.pieces).
+ASSEMBLED_SCHEMA = pa.schema(list(RECORDINGS_SCHEMA) + [pa.field("pieces", pa.int32()),
+                                                        pa.field("segments", pa.list_(pa.struct(list(SEGMENTS_SCHEMA))))])
 
 
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -4,6 +4,8 @@ pipeline.channels picks the streams."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -446,11 +448,74 @@ def test_decode_block_all_failed_keeps_schema(tmp_path) -> None:
     assert out["error"].to_pylist() == [f"file not found: {tmp_path / 'x.wav'}"]
 
 
-def test_decode_block_hands_on_big_audio_in_pieces_keeping_recordings_whole(tone_wav, monkeypatch) -> None:
-    """A block whose audio outgrows MAX_PENDING_PCM_BYTES (the manifest's durations were wrong or missing) leaves
-    the task in pieces, each of whole recordings, so a task's memory stays bounded."""
-    monkeypatch.setattr("pipeline.decode.MAX_PENDING_PCM_BYTES", 2 * 24000 * 2)  # two 1.5 s recordings
-    pieces = list(decode_block(_block([_row(str(tone_wav), line=i) for i in range(5)]), SETTINGS))
-    assert [p.num_rows for p in pieces] == [2, 2, 1]
-    assert all(p.schema == DECODED_SCHEMA for p in pieces)
-    assert pa.concat_tables(pieces)["line"].to_pylist() == [0, 1, 2, 3, 4]
+def test_decode_block_hands_on_a_blocks_worth_of_recordings(tone_wav) -> None:
+    """A block whose audio outgrows its budget (the manifest's durations were wrong or missing) leaves the task as
+    several tables, each of whole recordings when the budget fills at a recording's end, so a task's memory stays
+    bounded."""
+    settings = dataclasses.replace(SETTINGS, block_seconds=3.5)  # full with the third 1.5 s recording
+    tables = list(decode_block(_block([_row(str(tone_wav), line=i) for i in range(5)]), settings))
+    assert [t.num_rows for t in tables] == [3, 2]
+    assert all(t.schema == DECODED_SCHEMA for t in tables)
+    whole = pa.concat_tables(tables)
+    assert whole["line"].to_pylist() == [0, 1, 2, 3, 4]
+    assert whole["piece"].to_pylist() == [None] * 5 and whole["final_piece"].to_pylist() == [None] * 5
+
+
+def _cut_pieces(tables: list[pa.Table]) -> list[dict]:
+    return [row for t in tables for row in t.to_pylist()]
+
+
+def test_decode_block_cuts_a_recording_longer_than_a_block_into_pieces(tone_wav, tmp_path) -> None:
+    """A recording that runs on when the task holds a block's audio is handed on in pieces as it is cut: each piece a row with the
+    recording's source columns and the segments cut since the last piece, `piece` 0, 1, 2, `final_piece` on the last,
+    which alone carries the duration, speech seconds and warnings. The segments, put together, are those of the
+    recording decoded whole; the short recordings around it, which end before the budget fills, stay whole."""
+    sf.write(tmp_path / "long.wav", bursts(130.0, [(s, s + 7.0) for s in np.arange(0.5, 130, 9.0)]), RATE)
+    policy = SegmentPolicy(max_seconds=20, min_seconds=8)
+    long_row = _row(str(tmp_path / "long.wav"), line=2, metadata='{"call": 7}')
+    whole = decode_recording(long_row, DecodeSettings(segmenting=policy))
+    assert len(whole["segments"]) == 8 and whole.get("piece") is None
+
+    settings = DecodeSettings(segmenting=policy, block_seconds=35.0)  # about two of its 17.2 s segments
+    tables = list(decode_block(_block([_row(str(tone_wav), line=1), long_row, _row(str(tone_wav), line=3)]),
+                               settings))
+    assert all(t.schema == DECODED_SCHEMA for t in tables)
+    rows = _cut_pieces(tables)
+    assert [(r["line"], r["piece"], r["final_piece"]) for r in rows] == [
+        (1, None, None), (2, 0, False), (2, 1, False), (2, 2, True), (3, None, None)]
+    # A table handed on once it held a block's worth: the short recording with the first piece, then a piece each.
+    assert [t.num_rows for t in tables] == [2, 1, 1, 1]
+    pieces = [r for r in rows if r["line"] == 2]
+    # Each piece holds about a block of audio: never much more (memory), never a recording's whole.
+    assert [len(p["segments"]) for p in pieces] == [2, 3, 3]
+    for p in pieces:
+        assert sum(len(s["samples"]) for s in p["segments"]) < 2 * 35.0 * RATE * 2
+        assert p["row_id"] == long_row["row_id"] and p["metadata"] == '{"call": 7}'
+        assert p["source_sample_rate"] == 16000 and p["error"] is None
+    assert [(p["duration"], p["speech_seconds"], p["warnings"]) for p in pieces[:2]] == [(None, None, None)] * 2
+    assert pieces[2]["duration"] == whole["duration"] == 130.0
+    assert pieces[2]["speech_seconds"] == pytest.approx(whole["speech_seconds"])
+    cut = [s for p in pieces for s in p["segments"]]
+    assert cut == whole["segments"]  # same segments, indices continuous, same audio
+
+
+def test_decode_block_pieces_of_a_split_call_keep_each_channels_segment_index(tmp_path) -> None:
+    """A stereo call in split mode cut into pieces: both channels' segments interleave across the pieces, and each
+    channel's segment_index runs on from piece to piece as in the call decoded whole."""
+    left = bursts(90.0, [(s, s + 6.0) for s in np.arange(0.5, 90, 8.0)], seed=1, freq=180.0)
+    right = bursts(90.0, [(s, s + 5.0) for s in np.arange(4.0, 90, 8.0)], seed=2, freq=260.0)
+    sf.write(tmp_path / "call.wav", np.stack([left, right], axis=1), RATE)
+    policy = SegmentPolicy(max_seconds=20, min_seconds=8)
+    row = _row(str(tmp_path / "call.wav"), channel_mode="split")
+    whole = decode_recording(row, DecodeSettings(segmenting=policy))
+    rows = _cut_pieces(list(decode_block(_block([row]), DecodeSettings(segmenting=policy, block_seconds=40.0))))
+    assert len(rows) >= 3 and [r["piece"] for r in rows] == list(range(len(rows)))
+    assert [r["final_piece"] for r in rows] == [False] * (len(rows) - 1) + [True]
+    assert {s["channel"] for r in rows[:-1] for s in r["segments"]} == {0, 1}  # pieces cut across both channels
+    cut = [s for r in rows for s in r["segments"]]
+    key = lambda s: (s["channel"], s["segment_index"])  # noqa: E731
+    assert sorted(cut, key=key) == sorted(whole["segments"], key=key)
+    for channel in (0, 1):
+        assert [s["segment_index"] for s in cut if s["channel"] == channel] == \
+            list(range(sum(s["channel"] == channel for s in whole["segments"])))
+    assert rows[-1]["duration"] == whole["duration"] == 90.0
