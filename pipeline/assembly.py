@@ -1,6 +1,7 @@
 """Stage: a recording's transcribed segments into its output row (with its segments nested for the committer).
 
-A plain task stage after the actors. A recording's segments travel inside its row, so nothing regroups them, except
+A light stage after the inference actors (`Assembler`: a small actor pool that reserves no CPU). A recording's
+segments travel inside its row, so nothing regroups them, except
 for a recording longer than a work block: it arrives in pieces, which the job's PieceStore gathers (pipeline.pieces);
 the piece that completes the set makes the recording's one output row, the others none. Segments are put back in
 order per channel; across a forced cut

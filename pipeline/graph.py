@@ -3,13 +3,14 @@
     manifests  ->  read (tasks: parse, resolve, skip done, cut into work blocks)
                ->  fetch + decode + cut (CPU tasks, one work block each)
                ->  transcribe (actor pool, GPU or CPU: the model loads once per actor, for the whole job)
-               ->  assemble (tasks: order, stitch, languages, scores)          ->  committed by the driver as it goes
+               ->  assemble (a small actor pool: order, stitch, languages, scores)
+               ->  committed by the driver as it goes
 
 A recording travels as one row with its segments nested, so no stage regroups anything: no shuffle, no barrier, no
 waves; the first actor call waits for one decoded work block, and finished blocks are committed while the rest runs.
 A recording longer than a work block is the exception: decoding hands it on in pieces of about a work block each
 (so memory does not grow with a recording's length), the pieces are transcribed like any rows, and the assembly
-tasks put them back together through the job's PieceStore actor (pipeline.pieces), exactly once.
+stage puts them back together through the job's PieceStore actor (pipeline.pieces), exactly once.
 Each arrow is an explicit Arrow schema (`pipeline.records`). Nothing raises out of a stage for a bad input: the row
 carries its error to the output.
 """
