@@ -186,9 +186,10 @@ def _stream(p: Plan, run_id: str, index_refs: list, stop: StopRequest, pool):
         if item is not False:
             committer.add(item)
         committer.tick()
-        newly = sum(w.rows for w in committer.written[reported:])
+        new_files = committer.written[reported:]
+        newly = sum(w.rows for w in new_files)
         if newly:
-            committed_pieced = [row_id for w in committer.written[reported:] for row_id in w.pieced]
+            committed_pieced = [row_id for w in new_files for row_id in w.pieced]
             if committed_pieced:  # their sets are not needed again (pipeline/pieces.py)
                 pieces.release.remote(committed_pieced)
             reported = len(committer.written)
